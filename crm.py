@@ -1,0 +1,8 @@
+#!/usr/bin/env python3
+"""Double-click or `python crm.py [--host H] [--port P] [--no-browser]`: start the shop's CRM."""
+import sys
+
+from crm.cli import main
+
+if __name__ == "__main__":
+    main(["run", *sys.argv[1:]])

@@ -1,0 +1,60 @@
+"""The JSON API under /api/v1: bearer-token auth, JSON errors, the OpenAPI document."""
+from flask import Blueprint, request
+from flask_login import current_user
+
+from crm.errors import AuthError, ValidationError
+from crm.web import csrf, login_manager
+
+bp = Blueprint("api", __name__, url_prefix="/api")
+
+# Reachable without a token.
+PUBLIC_ENDPOINTS = {"api.login", "api.openapi"}
+
+
+@login_manager.request_loader
+def _load_api_user(req):
+    """API calls authenticate with `Authorization: Bearer <token>` only, never the cookie."""
+    if not req.path.startswith("/api/"):
+        return None
+    scheme, _, token = req.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    from crm.services import users as user_service
+
+    return user_service.resolve_token(token.strip(), "api")
+
+
+@bp.before_request
+def _require_token():
+    if request.endpoint in PUBLIC_ENDPOINTS or request.endpoint is None:
+        return
+    if not current_user.is_authenticated:
+        raise AuthError("请先登录（缺少或无效的令牌）", code="unauthorized")
+
+
+def json_body():
+    """The request's JSON object, or a 400 that says what is wrong."""
+    data = request.get_json(silent=True)
+    if not isinstance(data, dict):
+        raise ValidationError("请求体必须是 JSON 对象", code="invalid_json", status=400)
+    return data
+
+
+def text_field(data, name, required=True):
+    """A string field of a JSON body; wrong types are a 422, not a crash."""
+    value = data.get(name)
+    if value is None:
+        if required:
+            raise ValidationError(f"缺少字段 {name}", code="missing_field", field=name)
+        return ""
+    if not isinstance(value, str):
+        raise ValidationError(f"字段 {name} 必须是文字", code="invalid_type", field=name)
+    return value
+
+
+def init_app(app):
+    """Register the API blueprint; it uses bearer tokens, so the cookie CSRF check does not apply."""
+    from crm.api import auth, openapi  # noqa: F401 — the routes register themselves
+
+    csrf.exempt(bp)
+    app.register_blueprint(bp)

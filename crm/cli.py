@@ -1,0 +1,78 @@
+"""The `crm` command line. Each command's docstring is its help."""
+import sys
+
+import click
+from flask import current_app
+from flask.cli import FlaskGroup, with_appcontext
+
+from crm.errors import CrmError
+
+
+def _create_app():
+    from crm import create_app
+
+    return create_app()
+
+
+@click.command("run")
+@click.option("--host", default=None, help="监听地址，默认 0.0.0.0（局域网可访问）")
+@click.option("--port", type=int, default=None, help="端口，默认 8000")
+@click.option("--no-browser", is_flag=True, help="启动后不自动打开浏览器")
+@with_appcontext
+def run_command(host, port, no_browser):
+    """Migrate the database and serve the app on the LAN (what a double-click on crm.py does)."""
+    from crm import launcher
+
+    app = current_app._get_current_object()
+    sys.exit(launcher.run(app, host=host, port=port, open_browser=False if no_browser else None))
+
+
+@click.command("migrate")
+@with_appcontext
+def migrate_command():
+    """Apply pending schema migrations (a second run changes nothing)."""
+    from crm import db as crm_db
+
+    applied = crm_db.migrate(current_app.extensions["crm_db"])
+    click.echo("已执行迁移：" + "、".join(applied) if applied else "数据库结构已是最新")
+
+
+@click.command("create-admin")
+@click.option("--username", required=True, help="管理员用户名")
+@click.option("--password", required=True, help="密码（至少 8 位）")
+@click.option("--display-name", default="", help="姓名（可选）")
+@with_appcontext
+def create_admin_command(username, password, display_name):
+    """Create an admin user (the first-run setup page, from the command line)."""
+    from crm import db as crm_db
+    from crm.services import SYSTEM
+    from crm.services import users as user_service
+
+    database = current_app.extensions["crm_db"]
+    crm_db.migrate(database)
+    with database.connection_context():
+        try:
+            user = user_service.create_user(SYSTEM, username, password, role="admin",
+                                            display_name=display_name)
+        except CrmError as error:
+            raise click.ClickException(error.message) from None
+    click.echo(f"已创建管理员 {user.username}")
+
+
+COMMANDS = (run_command, migrate_command, create_admin_command)
+
+
+def init_app(app):
+    """Make the commands available as `flask --app crm …` too."""
+    for command in COMMANDS:
+        app.cli.add_command(command)
+
+
+def main(argv=None):
+    """Entry point of the `crm` console command."""
+    group = FlaskGroup(create_app=_create_app, add_default_commands=False,
+                       load_dotenv=False, set_debug_flag=False,
+                       help="客户关系管理系统 — shop CRM command line.")
+    for command in COMMANDS:
+        group.add_command(command)
+    return group.main(args=argv, prog_name="crm")

@@ -1,0 +1,106 @@
+"""Settings: built-in defaults, then the instance config file, then CRM_* environment variables."""
+import os
+import secrets
+import tomllib
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+CONFIG_NAME = "config.toml"
+
+# Every setting the app reads, with its default. Keys are upper case as Flask expects; the
+# config file and the environment use the same names (the environment with a CRM_ prefix).
+DEFAULTS = {
+    "SHOP_NAME": "我的小店",
+    "DATABASE_URL": "",  # empty: sqlite:///<CRM_HOME>/crm.db
+    "HOST": "0.0.0.0",
+    "PORT": 8000,
+    "THREADS": 64,  # waitress worker threads: 50 staff at once, each may hold a request
+    "OPEN_BROWSER": True,
+    "BACKUP_DIR": "",  # empty: <CRM_HOME>/backups
+    "BACKUP_COPY_DIR": "",
+    "BACKUP_TIME": "02:00",
+    "LOGIN_MAX_FAILURES": 5,
+    "LOGIN_LOCK_MINUTES": 15,
+    "SESSION_IDLE_MINUTES": 480,
+    "API_TOKEN_HOURS": 12,
+    "BCRYPT_ROUNDS": 12,
+    "MAX_AMOUNT_FEN": 5_000_000,  # per-operation maximum: 50,000.00 yuan
+    "SETUP_CODE": "",  # empty: a random one-time code printed to the console
+    "LOG_LEVEL": "INFO",
+}
+
+# Settings that are made once per instance and must never be shared between shops.
+SECRET_KEYS = ("SECRET_KEY", "LEDGER_KEY")
+
+CONFIG_TEMPLATE = """\
+# 客户关系管理系统 — instance settings. Written on first run; edit and restart to change.
+# Environment variables CRM_<NAME> override what is written here.
+# Keep this file private: SECRET_KEY signs logins, LEDGER_KEY seals the money ledger.
+# Without LEDGER_KEY the ledger chains of a backup cannot be verified: keep a copy somewhere safe.
+
+SECRET_KEY = "{secret_key}"
+LEDGER_KEY = "{ledger_key}"
+
+SHOP_NAME = "我的小店"
+
+# sqlite:///path/to/crm.db (default: crm.db in this folder) or mysql://user:pass@host:3306/dbname
+DATABASE_URL = ""
+
+HOST = "0.0.0.0"
+PORT = 8000
+
+BACKUP_DIR = ""
+BACKUP_COPY_DIR = ""
+BACKUP_TIME = "02:00"
+"""
+
+
+def instance_path():
+    """The instance folder: CRM_HOME, or ./instance beside crm.py."""
+    return Path(os.environ.get("CRM_HOME") or PROJECT_ROOT / "instance").resolve()
+
+
+def _coerce(value, default):
+    """Turn an environment string into the type of the setting's default."""
+    if isinstance(default, bool):
+        return value.strip().lower() in ("1", "true", "yes", "on")
+    if isinstance(default, int):
+        return int(value)
+    return value
+
+
+def ensure_config_file(folder):
+    """Create the instance folder and its config file with fresh random secrets if missing."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / CONFIG_NAME
+    if not path.exists():
+        text = CONFIG_TEMPLATE.format(
+            secret_key=secrets.token_hex(32), ledger_key=secrets.token_hex(32)
+        )
+        # Written to a temporary name first so that a crash never leaves half a config file.
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(text, encoding="utf-8")
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+    return path
+
+
+def load(folder, overrides=None):
+    """Return the settings for the instance in `folder`, creating its config file if needed."""
+    settings = dict(DEFAULTS)
+    with open(ensure_config_file(folder), "rb") as fh:
+        settings.update({k.upper(): v for k, v in tomllib.load(fh).items()})
+    for key in set(settings) | set(SECRET_KEYS):
+        env = os.environ.get("CRM_" + key)
+        if env is not None:
+            settings[key] = _coerce(env, DEFAULTS.get(key, ""))
+    settings.update(overrides or {})
+    if not settings.get("DATABASE_URL"):
+        settings["DATABASE_URL"] = "sqlite:///" + str(folder / "crm.db")
+    if not settings.get("BACKUP_DIR"):
+        settings["BACKUP_DIR"] = str(folder / "backups")
+    for key in SECRET_KEYS:
+        if not settings.get(key):
+            raise RuntimeError(f"{key} is missing from {folder / CONFIG_NAME}")
+    settings["INSTANCE_PATH"] = str(folder)
+    return settings

@@ -1,0 +1,150 @@
+"""The database: built from a URL, one connection per request, schema migrations."""
+import logging
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from peewee import DatabaseProxy, OperationalError, SqliteDatabase
+from playhouse.migrations import Runner
+from playhouse.pool import PooledMySQLDatabase
+from playhouse.shortcuts import ReconnectMixin
+
+from crm.config import PROJECT_ROOT
+
+log = logging.getLogger(__name__)
+
+db = DatabaseProxy()
+
+MIGRATIONS_DIR = PROJECT_ROOT / "migrations"
+SCHEMA_TABLE = "t_schema_version"
+
+# Every SQLite connection: WAL so readers never wait for the writer; synchronous=FULL because
+# in WAL mode NORMAL can lose the last commits on a power cut, after the receipt was printed.
+SQLITE_PRAGMAS = (
+    ("journal_mode", "wal"),
+    ("synchronous", 2),
+    ("foreign_keys", 1),
+    ("busy_timeout", 15000),
+)
+
+# Stated once for every MySQL connection. READ COMMITTED: money moves by conditional UPDATEs
+# that always see the latest committed row, and it avoids the gap locks that make REPEATABLE
+# READ deadlock on concurrent inserts. A reader that needs one snapshot (backup, reports)
+# asks for REPEATABLE READ on its own transaction.
+MYSQL_SESSION = (
+    "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED",
+    "SET SESSION sql_mode = 'STRICT_ALL_TABLES,NO_ENGINE_SUBSTITUTION,NO_ZERO_DATE'",
+    "SET NAMES utf8mb4 COLLATE utf8mb4_unicode_ci",
+)
+
+
+class CrmMySQLDatabase(ReconnectMixin, PooledMySQLDatabase):
+    """Pooled MySQL: a connection is pinged when taken from the pool and replaced if the server
+    dropped it ("server has gone away"), and a dropped connection outside a transaction is
+    reopened once, so that a restart of MySQL or a killed connection costs no request."""
+
+    def _initialize_connection(self, conn):
+        with conn.cursor() as cursor:
+            for statement in MYSQL_SESSION:
+                cursor.execute(statement)
+
+
+def database_from_url(url):
+    """Build an (unconnected) peewee database from sqlite:///path or mysql://user:pw@host:port/db."""
+    if url.startswith("sqlite:///"):
+        path = url[len("sqlite:///"):]
+        if not path or path == ":memory:":
+            # Each request opens its own connection: an in-memory database would vanish.
+            raise ValueError("SQLite needs a file path, not an in-memory database")
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        return SqliteDatabase(
+            path,
+            pragmas=SQLITE_PRAGMAS,
+            timeout=15,
+            lock_type="IMMEDIATE",  # writers take the lock at BEGIN: no deadlocked upgrades
+            check_same_thread=False,
+        )
+    parts = urlsplit(url)
+    if parts.scheme in ("mysql", "mysql+pymysql", "mariadb"):
+        return CrmMySQLDatabase(
+            parts.path.lstrip("/"),
+            host=parts.hostname or "127.0.0.1",
+            port=parts.port or 3306,
+            user=unquote(parts.username or "root"),
+            password=unquote(parts.password or ""),
+            charset="utf8mb4",
+            max_connections=128,
+            stale_timeout=300,
+            timeout=10,
+            connect_timeout=5,
+        )
+    raise ValueError(f"unsupported database URL: {url!r} (use sqlite:///… or mysql://…)")
+
+
+def is_mysql(database=None):
+    """True when the (given or current) database is MySQL/MariaDB."""
+    target = database or db.obj
+    return isinstance(target, CrmMySQLDatabase)
+
+
+@contextmanager
+def migration_lock(database):
+    """Hold a server-wide lock so that two app processes never migrate one MySQL database at once."""
+    if not is_mysql(database):
+        yield  # SQLite: the launcher's single-instance check keeps to one process per file
+        return
+    got = database.execute_sql("SELECT GET_LOCK('crm_migrate', 60)").fetchone()[0]
+    if got != 1:
+        raise OperationalError("another process is migrating this database")
+    try:
+        yield
+    finally:
+        database.execute_sql("SELECT RELEASE_LOCK('crm_migrate')")
+
+
+def migrate(database=None):
+    """Apply pending migrations in order; return the names applied (empty when up to date)."""
+    database = database or db.obj
+    with database.connection_context(), migration_lock(database):
+        applied = Runner(database, str(MIGRATIONS_DIR), table_name=SCHEMA_TABLE).up()
+    for name in applied:
+        log.info("applied migration %s", name)
+    return applied
+
+
+def schema_version(database=None):
+    """The names of the migrations recorded as applied."""
+    database = database or db.obj
+    runner = Runner(database, str(MIGRATIONS_DIR), table_name=SCHEMA_TABLE)
+    return sorted(m.name for m in runner.status() if m.applied)
+
+
+def wait_for(database, seconds):
+    """Try to connect for up to `seconds`; return True once the database answers."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            with database.connection_context():
+                database.execute_sql("SELECT 1")
+            return True
+        except Exception:  # noqa: BLE001 — any failure means "not yet"
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.5)
+
+
+def init_app(app):
+    """Bind the app's database to the proxy and open/close a connection around each request."""
+    database = database_from_url(app.config["DATABASE_URL"])
+    db.initialize(database)
+    app.extensions["crm_db"] = database
+
+    @app.before_request
+    def _connect():
+        db.connect(reuse_if_open=True)
+
+    @app.teardown_request
+    def _close(exc):
+        if not db.is_closed():
+            db.close()

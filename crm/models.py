@@ -1,0 +1,271 @@
+"""The tables. Money is integer fen in BIGINT columns; ledger tables are append-only."""
+import datetime
+
+from peewee import (
+    BigIntegerField,
+    BooleanField,
+    CharField,
+    DateField,
+    DateTimeField,
+    ForeignKeyField,
+    IntegerField,
+    Model,
+    SmallIntegerField,
+    TextField,
+)
+
+from crm.db import db
+
+
+def now():
+    """Local wall-clock time to the second: what is stored, shown and sealed in the ledger."""
+    return datetime.datetime.now().replace(microsecond=0)
+
+
+class BaseModel(Model):
+    """Shared base: every model lives in the app's database."""
+
+    class Meta:
+        database = db
+        legacy_table_names = False
+
+
+class User(BaseModel):
+    """A person who logs in: the owner (admin) or staff (operator)."""
+
+    ROLES = {"admin": "管理员", "operator": "操作员"}
+
+    username = CharField(max_length=50, unique=True)
+    display_name = CharField(max_length=50, default="")
+    password_hash = CharField(max_length=100)
+    role = CharField(max_length=10, default="operator")
+    active = BooleanField(default=True)
+    permissions = TextField(default="")  # JSON of per-operator switches; empty: role defaults
+    created_at = DateTimeField(default=now)
+    updated_at = DateTimeField(default=now)
+    last_login_at = DateTimeField(null=True)
+
+    class Meta:
+        table_name = "t_user"
+
+    # The user interface Flask-Login expects; get_id() is the login's own token, so that logging
+    # out (revoking the token) ends exactly that login.
+    session_token = None
+    is_anonymous = False
+
+    @property
+    def is_authenticated(self):
+        """True: a loaded user is logged in."""
+        return True
+
+    @property
+    def is_active(self):
+        """False for disabled users, who cannot log in."""
+        return bool(self.active)
+
+    def get_id(self):
+        """The session token Flask-Login keeps in the signed session cookie."""
+        return self.session_token
+
+    @property
+    def is_admin(self):
+        """True for the shop owner's role."""
+        return self.role == "admin"
+
+    @property
+    def role_label(self):
+        """The role's Chinese name."""
+        return self.ROLES.get(self.role, self.role)
+
+    @property
+    def name(self):
+        """What the UI calls this user."""
+        return self.display_name or self.username
+
+
+class AuthToken(BaseModel):
+    """A login: a browser session (kind web) or an API bearer token (kind api). Only a hash of the
+    secret is stored; revoking the row ends the login at once."""
+
+    user = ForeignKeyField(User, backref="tokens", on_delete="CASCADE")
+    kind = CharField(max_length=10)
+    token_hash = CharField(max_length=64, unique=True)
+    created_at = DateTimeField(default=now)
+    expires_at = DateTimeField()
+    last_used_at = DateTimeField(default=now)
+    revoked_at = DateTimeField(null=True)
+    ip = CharField(max_length=45, default="")
+    user_agent = CharField(max_length=200, default="")
+
+    class Meta:
+        table_name = "t_auth_token"
+
+
+class LoginThrottle(BaseModel):
+    """Failed logins per user name (existing or not), for the lock after too many wrong passwords."""
+
+    username = CharField(max_length=50, primary_key=True)
+    failures = IntegerField(default=0)
+    last_failure_at = DateTimeField(null=True)
+    locked_until = DateTimeField(null=True)
+
+    class Meta:
+        table_name = "t_login_throttle"
+
+
+class CustomerType(BaseModel):
+    """A customer category such as VIP客户 or 普通客户, with an optional member discount."""
+
+    name = CharField(max_length=50, unique=True)
+    description = CharField(max_length=200, default="")
+    discount = SmallIntegerField(null=True)  # percent charged: 95 means 9.5折; NULL: none
+    created_at = DateTimeField(default=now)
+    updated_at = DateTimeField(default=now)
+
+    class Meta:
+        table_name = "t_customer_type"
+
+
+class Customer(BaseModel):
+    """A shop customer."""
+
+    customer_no = CharField(max_length=20, unique=True)
+    name = CharField(max_length=50, index=True)
+    gender = CharField(max_length=4, default="未知")
+    phone = CharField(max_length=20, unique=True)
+    address = CharField(max_length=200, default="")
+    type = ForeignKeyField(CustomerType, null=True, backref="customers", column_name="type_id")
+    birthday = DateField(null=True)
+    remark = CharField(max_length=500, default="")
+    archived = BooleanField(default=False, index=True)
+    created_by = ForeignKeyField(User, null=True, column_name="created_by")
+    created_at = DateTimeField(default=now, index=True)
+    updated_at = DateTimeField(default=now)
+    last_visit_at = DateTimeField(null=True, index=True)
+
+    class Meta:
+        table_name = "t_customer"
+
+
+class Card(BaseModel):
+    """A stored-value member card. money = paid_money + bonus_money, all in fen; chain_head is
+    the HMAC of the card's newest ledger entry."""
+
+    STATUSES = {"active": "正常", "frozen": "冻结", "lost": "挂失", "closed": "注销"}
+
+    card_no = CharField(max_length=32, unique=True)
+    customer = ForeignKeyField(Customer, backref="cards", column_name="customer_id")
+    status = CharField(max_length=10, default="active")
+    money = BigIntegerField(default=0)
+    paid_money = BigIntegerField(default=0)
+    bonus_money = BigIntegerField(default=0)
+    entry_count = IntegerField(default=0)
+    chain_head = CharField(max_length=64, default="")
+    remark = CharField(max_length=200, default="")
+    created_by = ForeignKeyField(User, null=True, column_name="created_by")
+    created_at = DateTimeField(default=now)
+    updated_at = DateTimeField(default=now)
+    closed_at = DateTimeField(null=True)
+
+    class Meta:
+        table_name = "t_card"
+
+
+class CardRecord(BaseModel):
+    """One ledger entry of a card (append-only). amount is signed: money in positive, out
+    negative; paid_delta + bonus_delta = amount. seq numbers a card's entries 1, 2, 3 … and
+    prev_hash/hash chain them."""
+
+    card = ForeignKeyField(Card, backref="records", column_name="card_id")
+    customer = ForeignKeyField(Customer, column_name="customer_id")
+    seq = IntegerField()
+    business_type = CharField(max_length=20)
+    amount = BigIntegerField()
+    paid_delta = BigIntegerField(default=0)
+    bonus_delta = BigIntegerField(default=0)
+    balance_after = BigIntegerField()
+    paid_after = BigIntegerField()
+    bonus_after = BigIntegerField()
+    payment_method = CharField(max_length=10, default="")
+    reverses = ForeignKeyField("self", null=True, column_name="reverses_id")
+    operator = ForeignKeyField(User, column_name="operator_id")
+    request_id = CharField(max_length=64, default="", index=True)
+    remark = CharField(max_length=200, default="")
+    created_at = DateTimeField(default=now, index=True)
+    prev_hash = CharField(max_length=64)
+    hash = CharField(max_length=64)
+
+    class Meta:
+        table_name = "t_card_record"
+        indexes = (
+            (("card", "seq"), True),
+            (("customer", "created_at"), False),
+        )
+
+
+class ConsumeRecord(BaseModel):
+    """One consumption (append-only): the original amount, the discount and what was charged."""
+
+    card = ForeignKeyField(Card, column_name="card_id")
+    customer = ForeignKeyField(Customer, column_name="customer_id")
+    card_record = ForeignKeyField(CardRecord, unique=True, column_name="card_record_id")
+    original_amount = BigIntegerField()
+    discount = SmallIntegerField(null=True)
+    amount = BigIntegerField()
+    balance_after = BigIntegerField()
+    operator = ForeignKeyField(User, column_name="operator_id")
+    request_id = CharField(max_length=64, default="")
+    remark = CharField(max_length=200, default="")
+    created_at = DateTimeField(default=now, index=True)
+
+    class Meta:
+        table_name = "t_consume_record"
+        indexes = ((("customer", "created_at"), False),)
+
+
+class IdempotencyKey(BaseModel):
+    """A money request already carried out, stored in the money's own transaction, so that the
+    same key again returns the first answer and moves nothing."""
+
+    key = CharField(max_length=64, unique=True)
+    user = ForeignKeyField(User, column_name="user_id")
+    fingerprint = CharField(max_length=64)
+    status_code = SmallIntegerField()
+    response = TextField()
+    created_at = DateTimeField(default=now)
+
+    class Meta:
+        table_name = "t_idempotency_key"
+
+
+class AuditLog(BaseModel):
+    """Who did what, when, from where (append-only)."""
+
+    created_at = DateTimeField(default=now, index=True)
+    user = ForeignKeyField(User, null=True, column_name="user_id")
+    username = CharField(max_length=50, default="")
+    ip = CharField(max_length=45, default="")
+    action = CharField(max_length=50, index=True)
+    object_type = CharField(max_length=30, default="")
+    object_id = CharField(max_length=50, default="")
+    detail = TextField(default="")  # JSON: {"before": {...}, "after": {...}} or free facts
+
+    class Meta:
+        table_name = "t_audit_log"
+
+
+ALL_MODELS = (
+    User,
+    AuthToken,
+    LoginThrottle,
+    CustomerType,
+    Customer,
+    Card,
+    CardRecord,
+    ConsumeRecord,
+    IdempotencyKey,
+    AuditLog,
+)
+
+# Tables whose rows are never changed or removed once written; the database refuses it.
+APPEND_ONLY_TABLES = ("t_card_record", "t_consume_record", "t_audit_log")

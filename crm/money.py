@@ -1,0 +1,54 @@
+"""The only place that turns yuan text into integer fen and back. Never a float."""
+import re
+
+from crm.errors import ValidationError
+
+# Digits with at most two decimals; no sign, no exponent, no thousands separators.
+_AMOUNT = re.compile(r"^(\d{1,12})(?:\.(\d{1,2}))?$")
+
+
+def parse_amount(value, max_fen=None, field="amount"):
+    """Parse a positive yuan amount ("12.3", "12.34", 12, 12.5) into fen; raise ValidationError."""
+    if isinstance(value, bool) or value is None:
+        raise ValidationError("请输入金额", code="invalid_amount", field=field)
+    if isinstance(value, int):
+        text = str(value)
+    elif isinstance(value, float):
+        # A JSON number: take its shortest decimal text, so 0.1 stays "0.1" and 1e-7 is refused.
+        text = repr(value)
+    elif isinstance(value, str):
+        text = value.strip().replace("，", ",")
+    else:
+        raise ValidationError("金额格式不正确", code="invalid_amount", field=field)
+    if text.startswith("¥"):
+        text = text[1:].strip()
+    match = _AMOUNT.match(text)
+    if not match:
+        if re.match(r"^\d+\.\d{3,}$", text):
+            raise ValidationError("金额最多两位小数", code="invalid_amount", field=field)
+        if text.startswith("-"):
+            raise ValidationError("金额必须大于 0", code="invalid_amount", field=field)
+        raise ValidationError("金额格式不正确，请输入数字，例如 100 或 99.50",
+                              code="invalid_amount", field=field)
+    whole, cents = match.group(1), (match.group(2) or "").ljust(2, "0")
+    fen = int(whole) * 100 + int(cents)
+    if fen <= 0:
+        raise ValidationError("金额必须大于 0", code="invalid_amount", field=field)
+    if max_fen is not None and fen > max_fen:
+        raise ValidationError(f"单笔金额不能超过 {format_fen(max_fen)} 元",
+                              code="amount_too_large", field=field)
+    return fen
+
+
+def format_fen(fen):
+    """Format fen as yuan with two decimals: 123456 → "1234.56", -5 → "-0.05"."""
+    sign = "-" if fen < 0 else ""
+    whole, cents = divmod(abs(int(fen)), 100)
+    return f"{sign}{whole}.{cents:02d}"
+
+
+def format_yuan(fen):
+    """Format fen for people: 123456 → "¥1,234.56"."""
+    sign = "-" if fen < 0 else ""
+    whole, cents = divmod(abs(int(fen)), 100)
+    return f"{sign}¥{whole:,}.{cents:02d}"

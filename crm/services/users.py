@@ -1,0 +1,210 @@
+"""System users, passwords, logins and their tokens, and the lock after too many wrong passwords."""
+import datetime
+import hashlib
+import re
+import secrets
+
+import bcrypt
+from peewee import IntegrityError
+
+from crm.db import db
+from crm.errors import AuthError, Conflict, Forbidden, ValidationError
+from crm.models import AuthToken, LoginThrottle, User, now
+from crm.services import Actor, audit
+
+USERNAME_RE = re.compile(r"^[\w.\-@]{2,50}$")
+PASSWORD_MIN = 8
+PASSWORD_MAX_BYTES = 72  # bcrypt reads no further; refuse rather than silently truncate
+
+# A real bcrypt hash to check against when the user name does not exist, so that a wrong name
+# and a wrong password take the same time and give the same answer.
+_DUMMY_HASH = bcrypt.hashpw(b"not-a-real-password", bcrypt.gensalt(4))
+
+LOGIN_FAILED = "用户名或密码错误"
+
+
+class Settings:
+    """The login rules in force; the app sets these from its configuration at start."""
+
+    bcrypt_rounds = 12
+    max_failures = 5
+    lock_minutes = 15
+    session_idle_minutes = 480
+    api_token_hours = 12
+
+
+def configure(config):
+    """Take the login rules from the app configuration."""
+    Settings.bcrypt_rounds = max(int(config["BCRYPT_ROUNDS"]), 4)
+    Settings.max_failures = int(config["LOGIN_MAX_FAILURES"])
+    Settings.lock_minutes = int(config["LOGIN_LOCK_MINUTES"])
+    Settings.session_idle_minutes = int(config["SESSION_IDLE_MINUTES"])
+    Settings.api_token_hours = int(config["API_TOKEN_HOURS"])
+
+
+def normalize_username(username):
+    """User names compare without case and surrounding spaces."""
+    return (username or "").strip().lower()
+
+
+def hash_password(password):
+    """Check the password rules and return its bcrypt hash."""
+    if not password or len(password) < PASSWORD_MIN:
+        raise ValidationError(f"密码至少 {PASSWORD_MIN} 位", code="weak_password", field="password")
+    if len(password.encode("utf-8")) > PASSWORD_MAX_BYTES:
+        raise ValidationError("密码太长（最多 72 个字节）", code="invalid_password", field="password")
+    salt = bcrypt.gensalt(Settings.bcrypt_rounds)
+    return bcrypt.hashpw(password.encode("utf-8"), salt).decode("ascii")
+
+
+def _check_password(password, password_hash):
+    try:
+        return bcrypt.checkpw((password or "").encode("utf-8")[:PASSWORD_MAX_BYTES],
+                              password_hash.encode("ascii"))
+    except ValueError:
+        return False
+
+
+def has_users():
+    """True once any user exists (first-run setup is over)."""
+    return User.select().exists()
+
+
+def create_user(actor, username, password, role="operator", display_name=""):
+    """Create a login; raise ValidationError or Conflict."""
+    name = normalize_username(username)
+    if not USERNAME_RE.match(name):
+        raise ValidationError("用户名为 2–50 个字母、数字、汉字或 . _ - @", code="invalid_username",
+                              field="username")
+    if role not in User.ROLES:
+        raise ValidationError("角色只能是管理员或操作员", code="invalid_role", field="role")
+    display_name = (display_name or "").strip()
+    if len(display_name) > 50:
+        raise ValidationError("姓名最多 50 个字", code="invalid_display_name", field="display_name")
+    password_hash = hash_password(password)
+    try:
+        with db.atomic():
+            user = User.create(username=name, password_hash=password_hash, role=role,
+                               display_name=display_name)
+            audit.record(actor, "user.create", "user", user.id,
+                         after={"username": name, "role": role, "display_name": display_name})
+    except IntegrityError:
+        raise Conflict(f"用户名“{name}”已被使用", code="username_taken", field="username") from None
+    return user
+
+
+def create_first_admin(actor, username, password, display_name=""):
+    """First-run setup: create the shop owner's admin account, only while there are no users."""
+    with db.atomic():
+        if has_users():
+            raise Conflict("系统已初始化，请直接登录", code="already_set_up")
+        return create_user(actor, username, password, role="admin", display_name=display_name)
+
+
+def _locked_until(name):
+    row = LoginThrottle.get_or_none(LoginThrottle.username == name)
+    if row and row.locked_until and row.locked_until > now():
+        return row.locked_until
+    return None
+
+
+def _record_failure(actor, name):
+    """Count one wrong password for `name`; lock the name when the count reaches the limit."""
+    with db.atomic():
+        stamp = now()
+        updated = (LoginThrottle.update(failures=LoginThrottle.failures + 1, last_failure_at=stamp)
+                   .where(LoginThrottle.username == name).execute())
+        if not updated:
+            try:
+                with db.atomic():
+                    LoginThrottle.create(username=name, failures=1, last_failure_at=stamp)
+            except IntegrityError:  # a parallel failure created it first
+                (LoginThrottle.update(failures=LoginThrottle.failures + 1, last_failure_at=stamp)
+                 .where(LoginThrottle.username == name).execute())
+        row = LoginThrottle.get(LoginThrottle.username == name)
+        locked = row.failures >= Settings.max_failures
+        if locked:
+            until = stamp + datetime.timedelta(minutes=Settings.lock_minutes)
+            (LoginThrottle.update(failures=0, locked_until=until)
+             .where(LoginThrottle.username == name).execute())
+        audit.record(actor, "login.locked" if locked else "login.failed", "user", "",
+                     username=name)
+
+
+def authenticate(actor, username, password):
+    """Check a user name and password; return the user, or raise AuthError (401, or 429 when locked)."""
+    name = normalize_username(username)[:50]
+    until = _locked_until(name)
+    if until:
+        minutes = max(1, int((until - now()).total_seconds() + 59) // 60)
+        raise AuthError(f"密码错误次数过多，该用户名已锁定，请 {minutes} 分钟后再试",
+                        code="login_locked", status=429)
+    user = User.get_or_none(User.username == name)
+    ok = _check_password(password, user.password_hash if user else _DUMMY_HASH.decode())
+    if not (ok and user and user.active):
+        _record_failure(actor, name)
+        raise AuthError(LOGIN_FAILED, code="login_failed")
+    with db.atomic():
+        LoginThrottle.delete().where(LoginThrottle.username == name).execute()
+        User.update(last_login_at=now()).where(User.id == user.id).execute()
+        audit.record(Actor(user=user, ip=actor.ip), "login.success", "user", user.id)
+    return user
+
+
+def _token_hash(raw):
+    return hashlib.sha256(raw.encode("utf-8")).hexdigest()
+
+
+def issue_token(user, kind, ip="", user_agent=""):
+    """Start a login (kind "web" or "api"); return the raw secret, which is never stored."""
+    raw = secrets.token_urlsafe(32)
+    if kind == "web":
+        expires = now() + datetime.timedelta(minutes=Settings.session_idle_minutes)
+    else:
+        expires = now() + datetime.timedelta(hours=Settings.api_token_hours)
+    AuthToken.create(user=user, kind=kind, token_hash=_token_hash(raw), expires_at=expires,
+                     ip=(ip or "")[:45], user_agent=(user_agent or "")[:200])
+    return raw
+
+
+def resolve_token(raw, kind):
+    """The active user behind a live token, or None. Web logins expire after the idle time."""
+    if not raw or len(raw) > 200:
+        return None
+    token = (AuthToken.select(AuthToken, User).join(User)
+             .where((AuthToken.token_hash == _token_hash(raw)) & (AuthToken.kind == kind)
+                    & AuthToken.revoked_at.is_null() & (AuthToken.expires_at > now())
+                    & (User.active == True))  # noqa: E712 — peewee expression
+             .first())
+    if token is None:
+        return None
+    stamp = now()
+    # Slide the idle timeout, but write at most once a minute, not on every request.
+    if (stamp - token.last_used_at).total_seconds() >= 60:
+        changes = {AuthToken.last_used_at: stamp}
+        if kind == "web":
+            changes[AuthToken.expires_at] = stamp + datetime.timedelta(
+                minutes=Settings.session_idle_minutes)
+        AuthToken.update(changes).where(AuthToken.id == token.id).execute()
+    user = token.user
+    user.session_token = raw
+    return user
+
+
+def revoke_token(raw):
+    """End a login now (logout)."""
+    if raw:
+        (AuthToken.update(revoked_at=now())
+         .where((AuthToken.token_hash == _token_hash(raw)) & AuthToken.revoked_at.is_null())
+         .execute())
+
+
+def require_role(user, role):
+    """Raise Forbidden unless `user` has `role` (admin may do everything)."""
+    if user is None or not (user.role == role or user.role == "admin"):
+        raise Forbidden("没有权限执行此操作", code="forbidden")
+
+
+def list_users():
+    """All users, admins first."""
+    return list(User.select().order_by(User.role, User.username))

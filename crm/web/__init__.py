@@ -1,0 +1,147 @@
+"""The browser UI: login handling, the role check, error pages and security headers."""
+import functools
+
+from flask import flash, jsonify, redirect, render_template, request, url_for
+from flask_login import LoginManager, current_user
+from flask_wtf.csrf import CSRFError, CSRFProtect
+from peewee import InterfaceError, OperationalError
+
+from crm.errors import CrmError
+from crm.money import format_yuan
+from crm.services import Actor
+from crm.services import users as user_service
+
+login_manager = LoginManager()
+csrf = CSRFProtect()
+
+# Endpoints reachable without a login. Everything else needs one (default deny).
+PUBLIC_ENDPOINTS = {"static", "auth.login", "auth.setup", "healthz"}
+
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+       "font-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; "
+       "frame-ancestors 'none'")
+
+
+def admin_required(view):
+    """Only admins may use this view; others get 403. The mark lets tests find every admin view."""
+
+    @functools.wraps(view)
+    def wrapped(*args, **kwargs):
+        user_service.require_role(current_user, "admin")
+        return view(*args, **kwargs)
+
+    wrapped.required_role = "admin"
+    return wrapped
+
+
+def client_ip():
+    """The peer's address (no proxy sits in front of waitress on a shop LAN)."""
+    return request.remote_addr or ""
+
+
+def actor():
+    """The current user and their address, for services that audit."""
+    user = current_user if current_user.is_authenticated else None
+    return Actor(user=user, ip=client_ip())
+
+
+def is_api_request():
+    """True for /api/ paths, whose errors are JSON."""
+    return request.path.startswith("/api/")
+
+
+@login_manager.user_loader
+def _load_user(token):
+    if is_api_request():
+        return None  # the API takes bearer tokens only: a cookie must not authorise an API call
+    return user_service.resolve_token(token, "web")
+
+
+@login_manager.unauthorized_handler
+def _unauthorized():
+    return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
+
+
+def init_app(app):
+    """Register the web blueprints and the request-wide rules."""
+    login_manager.init_app(app)
+    login_manager.session_protection = None  # the server-side token is the protection
+    csrf.init_app(app)
+
+    from crm.web import admin, auth, main
+
+    app.register_blueprint(auth.bp)
+    app.register_blueprint(main.bp)
+    app.register_blueprint(admin.bp)
+
+    app.jinja_env.filters["yuan"] = format_yuan
+
+    @app.before_request
+    def _require_login():
+        if request.endpoint in PUBLIC_ENDPOINTS or is_api_request():
+            return None
+        if not current_user.is_authenticated:
+            return login_manager.unauthorized()
+        return None
+
+    @app.after_request
+    def _security_headers(response):
+        response.headers.setdefault("Content-Security-Policy", CSP)
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        if request.endpoint != "static":
+            response.headers.setdefault("Cache-Control", "no-store")
+        return response
+
+    @app.errorhandler(CrmError)
+    def _crm_error(error):
+        return error_response(error.message, error.status, error.code)
+
+    @app.errorhandler(CSRFError)
+    def _csrf_error(error):
+        return error_response("页面已过期或来源不明，请刷新页面后重试", 400, "csrf_failed")
+
+    for status, (code, message) in HTTP_ERRORS.items():
+        app.register_error_handler(
+            status, lambda error, s=status, c=code, m=message: error_response(m, s, c))
+
+    @app.errorhandler(OperationalError)
+    @app.errorhandler(InterfaceError)
+    def _database_down(error):
+        app.logger.exception("database error")
+        return error_response("数据库暂时无法连接，请稍后刷新重试", 503, "database_unavailable")
+
+    @app.route("/healthz")
+    def healthz():
+        """200 when the app and its database answer, 503 when the database does not."""
+        from crm.db import db
+
+        try:
+            db.execute_sql("SELECT 1")
+        except Exception:  # noqa: BLE001 — any failure means unhealthy
+            return {"status": "database_unavailable", "app": "crm"}, 503
+        return {"status": "ok", "app": "crm"}
+
+
+HTTP_ERRORS = {
+    400: ("bad_request", "请求格式不正确"),
+    401: ("unauthorized", "请先登录"),
+    403: ("forbidden", "您没有权限访问此页面"),
+    404: ("not_found", "页面不存在"),
+    405: ("method_not_allowed", "不支持的请求方式"),
+    413: ("too_large", "上传的内容太大"),
+    500: ("server_error", "系统出错了，请稍后重试；如果一再出现，请联系管理员"),
+}
+
+
+def error_response(message, status, code):
+    """One error answer: JSON {"error": {code, message}} under /api/, a Chinese page elsewhere."""
+    if is_api_request():
+        return jsonify(error={"code": code, "message": message}), status
+    return render_template("errors/error.html", message=message, status=status), status
+
+
+def flash_error(error):
+    """Show a CrmError's message on the next page."""
+    flash(error.message, "danger")

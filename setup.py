@@ -1,0 +1,31 @@
+"""Packaging for the shop CRM: `pip install -e .[test]` gives the `crm` command and the test tools."""
+from setuptools import find_packages, setup
+
+setup(
+    name="shop-crm",
+    version="0.1.0",
+    description="客户关系管理及数据分析系统 — customers and stored-value member cards for small shops",
+    python_requires=">=3.11",
+    packages=find_packages(include=["crm", "crm.*"]),
+    include_package_data=True,
+    install_requires=[
+        "Flask>=3.0,<4",
+        "Flask-Login>=0.6.3,<0.7",
+        "Flask-WTF>=1.2,<2",
+        "peewee>=4.5,<5",
+        "PyMySQL>=1.1,<2",
+        "waitress>=3.0,<4",
+        "openpyxl>=3.1,<4",
+        "fpdf2>=2.8,<3",
+        "bcrypt>=4.1,<6",
+        "APScheduler>=3.10,<4",
+    ],
+    extras_require={
+        "test": [
+            "pytest>=8",
+            "playwright>=1.45",
+            "ruff>=0.6",
+        ],
+    },
+    entry_points={"console_scripts": ["crm=crm.cli:main"]},
+)

@@ -1,0 +1,24 @@
+// Shop CRM page behaviour. No inline scripts: the Content-Security-Policy forbids them.
+(function () {
+  "use strict";
+  // A form submits once: a double-click or an impatient second Enter does not send it again.
+  document.addEventListener("submit", function (event) {
+    var form = event.target;
+    if (form.dataset.submitted === "1") {
+      event.preventDefault();
+      return;
+    }
+    form.dataset.submitted = "1";
+    form.querySelectorAll("button[type=submit]").forEach(function (button) {
+      button.disabled = true;
+    });
+  });
+  // Coming back with the browser's Back button shows the page as it was left: enable it again.
+  window.addEventListener("pageshow", function (event) {
+    if (!event.persisted) return;
+    document.querySelectorAll("form[data-submitted]").forEach(function (form) {
+      delete form.dataset.submitted;
+      form.querySelectorAll("button[type=submit]").forEach(function (b) { b.disabled = false; });
+    });
+  });
+})();
