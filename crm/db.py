@@ -148,3 +148,11 @@ def init_app(app):
     def _close(exc):
         if not db.is_closed():
             db.close()
+
+
+def close_all(database):
+    """Close every connection the database object holds (all of a MySQL pool)."""
+    if hasattr(database, "close_all"):
+        database.close_all()
+    elif not database.is_closed():
+        database.close()

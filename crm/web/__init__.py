@@ -66,7 +66,6 @@ def init_app(app):
     """Register the web blueprints and the request-wide rules."""
     login_manager.init_app(app)
     login_manager.session_protection = None  # the server-side token is the protection
-    csrf.init_app(app)
 
     from crm.web import admin, auth, main
 
@@ -83,6 +82,9 @@ def init_app(app):
         if not current_user.is_authenticated:
             return login_manager.unauthorized()
         return None
+
+    # Registered after the login check, so that an anonymous POST goes to the login page first.
+    csrf.init_app(app)
 
     @app.after_request
     def _security_headers(response):

@@ -1,0 +1,308 @@
+"""Fixtures: an app on SQLite and on MariaDB, a client, a logged-in helper, a live waitress
+server on a loopback port and a Playwright page in Debian's chromium.
+
+Every test that uses `app` (directly or through another fixture) runs once per backend. Mark a
+test `@pytest.mark.backends("sqlite")` to run it on one only. MariaDB is at CRM_TEST_MYSQL_URL
+(default mysql://root@127.0.0.1:3306); when it is unreachable its tests are skipped, unless
+CRM_REQUIRE_MYSQL=1 (CI), where that is a failure.
+"""
+import os
+import re
+import shutil
+import threading
+import uuid
+from collections import Counter
+from pathlib import Path
+
+import pymysql
+import pytest
+from waitress.server import create_server
+
+from crm import create_app
+from crm import db as crm_db
+from crm.models import ALL_MODELS
+from crm.services import SYSTEM
+from crm.services import users as user_service
+
+BACKENDS = ("sqlite", "mysql")
+MYSQL_URL = os.environ.get("CRM_TEST_MYSQL_URL", "mysql://root@127.0.0.1:3306")
+CHROMIUM = "/usr/bin/chromium"
+PASSWORD = "correct-horse-9"
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "backends(*names): run only on these database backends")
+
+
+def pytest_generate_tests(metafunc):
+    """Run every test that needs a database once per backend."""
+    if "backend" in metafunc.fixturenames:
+        marker = metafunc.definition.get_closest_marker("backends")
+        names = marker.args if marker else BACKENDS
+        metafunc.parametrize("backend", names, indirect=True)
+
+
+_outcomes = Counter()
+
+
+def pytest_runtest_logreport(report):
+    if report.when == "call" or (report.when == "setup" and report.outcome != "passed"):
+        backend = next((b for b in BACKENDS if f"[{b}" in report.nodeid or f"-{b}]" in report.nodeid
+                        or f"-{b}-" in report.nodeid), "none")
+        _outcomes[(backend, report.outcome)] += 1
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Say how many tests ran on each database, so CI shows that both really ran."""
+    labels = {"sqlite": "SQLite", "mysql": "MariaDB", "none": "no database"}
+    for backend, label in labels.items():
+        counts = {o: n for (b, o), n in _outcomes.items() if b == backend}
+        if counts:
+            text = ", ".join(f"{n} {o}" for o, n in sorted(counts.items()))
+            terminalreporter.write_line(f"{label}: {text}")
+
+
+def _server_url(name=""):
+    return f"{MYSQL_URL.rstrip('/')}/{name}"
+
+
+def mysql_admin():
+    """A plain PyMySQL connection to the test server (no database selected)."""
+    database = crm_db.database_from_url(_server_url("mysql"))
+    return pymysql.connect(host=database.connect_params["host"],
+                           port=database.connect_params["port"],
+                           user=database.connect_params["user"],
+                           password=database.connect_params["password"],
+                           autocommit=True, charset="utf8mb4")
+
+
+@pytest.fixture(scope="session")
+def mysql_server():
+    """Confirm MariaDB answers, or skip (fail under CRM_REQUIRE_MYSQL=1)."""
+    try:
+        mysql_admin().close()
+    except pymysql.MySQLError as error:
+        message = f"MariaDB not reachable at {MYSQL_URL}: {error}"
+        if os.environ.get("CRM_REQUIRE_MYSQL") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    return MYSQL_URL
+
+
+class ScratchDatabases:
+    """Makes empty databases (SQLite files or MariaDB schemas) and removes them afterwards."""
+
+    def __init__(self, tmp_dir):
+        self.tmp_dir = Path(tmp_dir)
+        self.mysql_names = []
+
+    def url(self, backend):
+        name = "crm_test_" + uuid.uuid4().hex[:12]
+        if backend == "sqlite":
+            return f"sqlite:///{self.tmp_dir / name}.db"
+        conn = mysql_admin()
+        with conn.cursor() as cursor:
+            cursor.execute(f"CREATE DATABASE {name} CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
+        conn.close()
+        self.mysql_names.append(name)
+        return _server_url(name)
+
+    def drop_all(self):
+        if not self.mysql_names:
+            return
+        conn = mysql_admin()
+        with conn.cursor() as cursor:
+            for name in self.mysql_names:
+                cursor.execute(f"DROP DATABASE IF EXISTS {name}")
+        conn.close()
+
+
+@pytest.fixture(scope="session")
+def scratch(tmp_path_factory):
+    """Session-wide maker of empty databases, all dropped at the end of the run."""
+    maker = ScratchDatabases(tmp_path_factory.mktemp("databases"))
+    yield maker
+    maker.drop_all()
+
+
+@pytest.fixture(scope="session")
+def migrated_template(scratch, tmp_path_factory):
+    """One migrated database per backend for the whole run: a file to copy (SQLite) or a
+    database to empty between tests (MariaDB)."""
+    made = {}
+
+    def get(backend):
+        if backend not in made:
+            url = scratch.url(backend)
+            database = crm_db.database_from_url(url)
+            crm_db.migrate(database)
+            crm_db.close_all(database)
+            made[backend] = url
+        return made[backend]
+
+    return get
+
+
+def _empty_mysql(url):
+    """Empty every table but the schema version, without firing the append-only triggers."""
+    database = crm_db.database_from_url(url)
+    with database.connection_context():
+        database.execute_sql("SET FOREIGN_KEY_CHECKS = 0")
+        for model in ALL_MODELS:
+            table = model._meta.table_name
+            if database.execute_sql(f"SELECT 1 FROM {table} LIMIT 1").fetchone():
+                database.execute_sql(f"TRUNCATE TABLE {table}")
+        database.execute_sql("SET FOREIGN_KEY_CHECKS = 1")
+    crm_db.close_all(database)
+
+
+@pytest.fixture
+def backend(request):
+    """The database backend of this test run: "sqlite" or "mysql"."""
+    if request.param == "mysql":
+        request.getfixturevalue("mysql_server")
+    return request.param
+
+
+@pytest.fixture
+def database_url(backend, migrated_template, tmp_path):
+    """A migrated, empty database for this test."""
+    template = migrated_template(backend)
+    if backend == "sqlite":
+        target = tmp_path / "crm.db"
+        shutil.copyfile(template[len("sqlite:///"):], target)
+        return f"sqlite:///{target}"
+    _empty_mysql(template)
+    return template
+
+
+@pytest.fixture
+def app(database_url, tmp_path):
+    """The app on a fresh migrated database, with its own instance folder."""
+    app = create_app({
+        "TESTING": True,
+        "INSTANCE_PATH": str(tmp_path / "instance"),
+        "DATABASE_URL": database_url,
+        "BCRYPT_ROUNDS": 4,  # production uses 12; tests only need real hashes, fast
+        "OPEN_BROWSER": False,
+    })
+    yield app
+    crm_db.close_all(app.extensions["crm_db"])
+
+
+@pytest.fixture
+def client(app):
+    """A test client of the app."""
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app):
+    """A CLI runner of the app."""
+    return app.test_cli_runner()
+
+
+@pytest.fixture
+def make_user(app):
+    """Create a user directly through the service: make_user("ann", role="operator")."""
+
+    def make(username, role="operator", password=PASSWORD, display_name=""):
+        with app.app_context(), app.extensions["crm_db"].connection_context():
+            return user_service.create_user(SYSTEM, username, password, role=role,
+                                            display_name=display_name)
+
+    return make
+
+
+def csrf_token(client, path="/login"):
+    """The CSRF token of the form on `path`."""
+    html = client.get(path).get_data(as_text=True)
+    match = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert match, f"no CSRF token on {path}"
+    return match.group(1)
+
+
+class AuthActions:
+    """Log the test client in and out through the real login form."""
+
+    def __init__(self, client):
+        self.client = client
+
+    def login(self, username="admin", password=PASSWORD):
+        token = csrf_token(self.client, "/login")
+        return self.client.post("/login", data={"username": username, "password": password,
+                                                "csrf_token": token})
+
+    def logout(self):
+        token = csrf_token(self.client, "/")
+        return self.client.post("/logout", data={"csrf_token": token})
+
+
+@pytest.fixture
+def auth(client):
+    """Log in and out through the forms."""
+    return AuthActions(client)
+
+
+@pytest.fixture
+def admin(make_user, auth):
+    """An admin user, logged in on `client`."""
+    user = make_user("admin", role="admin", display_name="王店长")
+    auth.login("admin")
+    return user
+
+
+@pytest.fixture
+def api_token(client, make_user):
+    """Log in through the API: api_token("ann", role="operator") returns a bearer header dict."""
+
+    def login(username, role="operator"):
+        make_user(username, role=role)
+        resp = client.post("/api/v1/login", json={"username": username, "password": PASSWORD})
+        assert resp.status_code == 200, resp.get_json()
+        return {"Authorization": f"Bearer {resp.get_json()['token']}"}
+
+    return login
+
+
+@pytest.fixture
+def live_server(app):
+    """The app served by a real waitress server on a free loopback port; yields its base URL."""
+    server = create_server(app, host="127.0.0.1", port=0, threads=8)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.effective_port}"
+    server.close()
+    thread.join(timeout=5)
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Debian's chromium driven by Playwright (no browser download)."""
+    if not os.path.exists(CHROMIUM):
+        if os.environ.get("CI"):
+            pytest.fail(f"{CHROMIUM} is missing: .ci/run installs it")
+        pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update",
+                  "--disable-sync"])
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser, live_server):
+    """A fresh browser page; console errors fail the test."""
+    context = browser.new_context(base_url=live_server, locale="zh-CN")
+    page = context.new_page()
+    errors = []
+    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    yield page
+    context.close()
+    assert not errors, f"browser console errors: {errors}"
