@@ -76,3 +76,7 @@ def main(argv=None):
     for command in COMMANDS:
         group.add_command(command)
     return group.main(args=argv, prog_name="crm")
+
+
+if __name__ == "__main__":
+    main()

@@ -55,10 +55,15 @@ def _quiet_console():
     """Console: our own messages only; waitress's queue-depth warnings go to the log file."""
     console = logging.StreamHandler(sys.stdout)
     console.setLevel(logging.INFO)
-    console.addFilter(lambda record: not record.name.startswith("waitress"))
+    console.addFilter(console_filter)
     console.setFormatter(logging.Formatter("%(message)s"))
     logging.getLogger().addHandler(console)
-    logging.getLogger("waitress.queue").setLevel(logging.WARNING)
+    return console
+
+
+def console_filter(record):
+    """Keep waitress's chatter ("Task queue depth is N") and peewee's out of the console."""
+    return not record.name.startswith(("waitress", "peewee"))
 
 
 def run(app, host=None, port=None, open_browser=None):
@@ -94,7 +99,7 @@ def run(app, host=None, port=None, open_browser=None):
                            ident="crm", connection_limit=200, channel_timeout=120)
     _say("客户关系管理系统已启动。")
     _say(f"  本机访问：{local_url}")
-    for address in lan_addresses():
+    for address in lan_addresses() if host in ("0.0.0.0", "") else []:
         _say(f"  局域网访问：http://{address}:{port}/")
     with app.app_context(), database.connection_context():
         first_run = not user_service.has_users()

@@ -301,8 +301,20 @@ def page(browser, live_server):
     context = browser.new_context(base_url=live_server, locale="zh-CN")
     page = context.new_page()
     errors = []
-    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+
+    def on_console(msg):
+        # A 4xx page the app means to send (a refused login) is logged as "Failed to load
+        # resource"; failed sub-resources are caught by on_response instead.
+        if msg.type == "error" and not msg.text.startswith("Failed to load resource"):
+            errors.append(msg.text)
+
+    def on_response(response):
+        if response.status >= 400 and response.request.resource_type != "document":
+            errors.append(f"{response.status} {response.url}")
+
+    page.on("console", on_console)
     page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("response", on_response)
     yield page
     context.close()
     assert not errors, f"browser console errors: {errors}"

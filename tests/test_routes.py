@@ -1,8 +1,8 @@
 """Every URL: login required (web redirect, API 401), admin URLs refused to operators (403)."""
 import pytest
 
-from crm.web import PUBLIC_ENDPOINTS as WEB_PUBLIC
 from crm.api import PUBLIC_ENDPOINTS as API_PUBLIC
+from crm.web import PUBLIC_ENDPOINTS as WEB_PUBLIC
 from tests.conftest import PASSWORD, csrf_token
 
 PUBLIC = WEB_PUBLIC | API_PUBLIC
