@@ -1,6 +1,7 @@
 """Start the shop's server: migrate, serve on the LAN with waitress, open the browser."""
 import json
 import logging
+import signal
 import socket
 import sys
 import threading
@@ -66,6 +67,16 @@ def console_filter(record):
     return not record.name.startswith(("waitress", "peewee"))
 
 
+def _stop_on_sigterm():
+    """A service manager's stop (SIGTERM) ends the server as cleanly as Ctrl+C does."""
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, stop)
+
+
 def run(app, host=None, port=None, open_browser=None):
     """Serve `app` until Ctrl+C; if one is already running on the port, open the browser on it."""
     from waitress import create_server
@@ -109,6 +120,7 @@ def run(app, host=None, port=None, open_browser=None):
     _say("  按 Ctrl+C 停止服务。")
     if open_browser:
         threading.Timer(1.0, webbrowser.open, args=(local_url,)).start()
+    _stop_on_sigterm()
     try:
         server.run()
     except KeyboardInterrupt:

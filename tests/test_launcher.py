@@ -96,10 +96,11 @@ def test_busy_port_is_reported(tmp_path):
     assert "已被其他程序占用" in out
 
 
-def test_ctrl_c_stops_cleanly(server):
-    """Ctrl+C ends the server with status 0 and a goodbye; the console showed the addresses."""
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_stops_cleanly(server, stop):
+    """Ctrl+C (or a service manager's SIGTERM) ends the server with status 0 and a goodbye."""
     proc, port, _ = server
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(stop)
     out, _ = proc.communicate(timeout=15)
     assert proc.returncode == 0, out
     assert f"本机访问：http://127.0.0.1:{port}/" in out

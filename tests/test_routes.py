@@ -3,7 +3,7 @@ import pytest
 
 from crm.api import PUBLIC_ENDPOINTS as API_PUBLIC
 from crm.web import PUBLIC_ENDPOINTS as WEB_PUBLIC
-from tests.conftest import PASSWORD, csrf_token
+from tests.conftest import PASSWORD, AuthActions, csrf_token
 
 PUBLIC = WEB_PUBLIC | API_PUBLIC
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
@@ -118,3 +118,21 @@ def test_error_pages_are_chinese(client, admin):
     assert resp.status_code == 404 and resp.get_json()["error"]["code"] == "not_found"
     resp = client.get("/logout")
     assert resp.status_code == 405 and "不支持的请求方式" in resp.get_data(as_text=True)
+
+
+@pytest.mark.backends("sqlite")
+def test_unexpected_error_is_a_chinese_500_without_trace(app, make_user):
+    """A bug gives a Chinese 500 page, never a stack trace."""
+    app.config["PROPAGATE_EXCEPTIONS"] = False
+
+    @app.route("/boom")
+    def boom():
+        raise RuntimeError("secret internals")
+
+    make_user("admin", role="admin")
+    client = app.test_client()
+    AuthActions(client).login("admin")
+    resp = client.get("/boom")
+    body = resp.get_data(as_text=True)
+    assert resp.status_code == 500
+    assert "系统出错了" in body and "secret internals" not in body and "Traceback" not in body
