@@ -142,9 +142,34 @@ class Customer(BaseModel):
     created_at = DateTimeField(default=now, index=True)
     updated_at = DateTimeField(default=now)
     last_visit_at = DateTimeField(null=True, index=True)
+    # lower(name)|phone|customer_no, kept by save(); searched byte-wise (see migration 0003).
+    search_text = CharField(max_length=120, default="")
 
     class Meta:
         table_name = "t_customer"
+        indexes = (
+            (("archived", "search_text", "type"), False),
+            (("archived", "last_visit_at", "search_text", "type"), False),
+        )
+
+    @staticmethod
+    def make_search_text(name, phone, customer_no):
+        """What the search box is matched against."""
+        return f"{(name or '').lower()}|{phone or ''}|{customer_no or ''}"
+
+    @classmethod
+    def search(cls, q="", type_id=None, archived=False):
+        """Customers whose name, phone or number contains q (one indexed column, see search_text)."""
+        query = cls.select()
+        q = (q or "").strip().lower()
+        if q:
+            # peewee escapes % and _, so typed wildcards match literally; "|" would span fields.
+            query = query.where(cls.search_text.contains(q.replace("|", "")))
+        if type_id:
+            query = query.where(cls.type == type_id)
+        if archived is not None:
+            query = query.where(cls.archived == bool(archived))
+        return query
 
 
 class Card(BaseModel):
@@ -254,6 +279,23 @@ class AuditLog(BaseModel):
         table_name = "t_audit_log"
 
 
+class Counter(BaseModel):
+    """A named number that only goes up (customer numbers)."""
+
+    name = CharField(max_length=30, primary_key=True)
+    value = BigIntegerField(default=0)
+
+    class Meta:
+        table_name = "t_counter"
+
+    @classmethod
+    def take(cls, name, count=1):
+        """Reserve `count` numbers in the caller's transaction; return the first of them."""
+        # The UPDATE takes the row lock, so no one else gets the same numbers before we commit.
+        cls.update(value=cls.value + count).where(cls.name == name).execute()
+        return cls.get_by_id(name).value - count + 1
+
+
 ALL_MODELS = (
     User,
     AuthToken,
@@ -265,6 +307,7 @@ ALL_MODELS = (
     ConsumeRecord,
     IdempotencyKey,
     AuditLog,
+    Counter,
 )
 
 # Tables whose rows are never changed or removed once written; the database refuses it.

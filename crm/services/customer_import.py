@@ -1,0 +1,289 @@
+"""Customer import from the shop's old Excel sheets: read, check every row, import all valid rows
+in one transaction or none. Also the blank template and the stash that keeps an upload between
+preview and confirm."""
+import datetime
+import io
+import json
+import re
+import secrets
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import openpyxl
+
+from crm.db import db
+from crm.errors import Conflict, CrmError, NotFound, ValidationError
+from crm.models import AuditLog, Counter, Customer, CustomerType, now
+from crm.services import audit, customers, validate
+
+COLUMNS = ("姓名", "性别", "电话", "地址", "客户类型", "生日", "备注")
+MAX_ROWS = 50_000
+HEADER_SEARCH_ROWS = 20
+# What real sheets call each column (compared without spaces, asterisks and case).
+HEADERS = {
+    "name": ("姓名", "客户姓名", "名字", "客户名称", "客户", "name"),
+    "gender": ("性别", "gender", "sex"),
+    "phone": ("电话", "手机", "手机号", "手机号码", "联系电话", "电话号码", "联系方式", "phone", "mobile"),
+    "address": ("地址", "住址", "联系地址", "家庭住址", "address"),
+    "type": ("客户类型", "类型", "会员类型", "会员等级", "客户分类", "type"),
+    "birthday": ("生日", "出生日期", "出生年月日", "birthday"),
+    "remark": ("备注", "说明", "remark", "note", "notes"),
+}
+_HEADER_JUNK = re.compile(r"[\s*＊:：()（）]")
+
+
+@dataclass
+class Row:
+    """One data row of the sheet: its Excel line number, what it said, and what is wrong."""
+
+    line: int
+    raw: dict
+    values: dict = field(default_factory=dict)
+    errors: list = field(default_factory=list)  # (kind, message)
+    unknown_type: str = ""
+
+    def problems(self, create_types):
+        """The messages that keep this row out, given whether unknown types will be created."""
+        return [m for kind, m in self.errors if not (create_types and kind == "unknown_type")]
+
+
+@dataclass
+class Preview:
+    """Every row of a sheet, checked."""
+
+    rows: list
+    create_types: bool = False
+
+    @property
+    def valid_rows(self):
+        """Rows that would be imported."""
+        return [r for r in self.rows if not r.problems(self.create_types)]
+
+    @property
+    def bad_rows(self):
+        """Rows that would be left out, each with its reasons."""
+        return [r for r in self.rows if r.problems(self.create_types)]
+
+    @property
+    def unknown_types(self):
+        """Type names the sheet uses that the shop does not have yet."""
+        return sorted({r.unknown_type for r in self.rows if r.unknown_type})
+
+
+def _header_key(cell):
+    text = _HEADER_JUNK.sub("", str(cell or "")).lower()
+    for key, names in HEADERS.items():
+        if text in names:
+            return key
+    return None
+
+
+def _display(value):
+    if value is None:
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, datetime.datetime):
+        return value.date().isoformat() if value.time() == datetime.time() else value.isoformat(" ")
+    return str(value).strip()
+
+
+def read_rows(data):
+    """The data rows of the first sheet as Row objects; the header may be on any of the first 20
+    lines; blank rows are skipped. Raises ValidationError for a file that is not a usable .xlsx."""
+    try:
+        book = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
+        sheet = book.worksheets[0]
+        lines = sheet.iter_rows(values_only=True)
+        columns, rows = None, []
+        for number, cells in enumerate(lines, start=1):
+            if columns is None:
+                keys = {_header_key(c): i for i, c in reversed(list(enumerate(cells or ())))}
+                if "name" in keys and "phone" in keys:
+                    columns = {k: i for k, i in keys.items() if k}
+                elif number >= HEADER_SEARCH_ROWS:
+                    break
+                continue
+            raw = {k: (cells[i] if i < len(cells) else None) for k, i in columns.items()}
+            if all(_display(v) == "" for v in raw.values()):
+                continue
+            if len(rows) >= MAX_ROWS:
+                raise ValidationError(f"一次最多导入 {MAX_ROWS} 行，请分成几个文件",
+                                      code="too_many_rows")
+            rows.append(Row(line=number, raw=raw))
+        book.close()
+    except CrmError:
+        raise
+    except Exception:  # noqa: BLE001 — any failure to read is the same answer to the user
+        raise ValidationError("无法读取文件：请上传 Excel 的 .xlsx 文件"
+                              "（旧版 .xls 请先在 Excel 中另存为 .xlsx）", code="invalid_file") from None
+    if columns is None:
+        raise ValidationError(f"找不到表头：前 {HEADER_SEARCH_ROWS} 行里需要有“姓名”和“电话”两列。"
+                              "可以下载导入模板对照", code="missing_header")
+    return rows
+
+
+def _check_row(row, type_ids):
+    raw = row.raw
+    checks = {
+        "name": lambda: validate.text(raw.get("name"), "姓名", "name", 50, required=True),
+        "gender": lambda: customers.gender(_display(raw.get("gender"))),
+        "phone": lambda: customers.phone(raw.get("phone")),
+        "address": lambda: validate.text(raw.get("address"), "地址", "address", 200),
+        "birthday": lambda: validate.date(raw.get("birthday"), "生日", "birthday"),
+        "remark": lambda: validate.text(raw.get("remark"), "备注", "remark", 500),
+    }
+    for key, check in checks.items():
+        try:
+            row.values[key] = check()
+        except ValidationError as error:
+            row.errors.append((key, error.message))
+    type_name = _display(raw.get("type"))[:50]
+    row.values["type_name"] = type_name
+    if type_name and type_name not in type_ids:
+        row.unknown_type = type_name
+        row.errors.append(("unknown_type", f"客户类型“{type_name}”不存在"))
+
+
+def preview(data, create_types=False):
+    """Read and check every row: field rules, phones repeated in the file, phones already used."""
+    rows = read_rows(data)
+    type_ids = {t.name: t.id for t in CustomerType.select(CustomerType.id, CustomerType.name)}
+    first_line = {}
+    for row in rows:
+        _check_row(row, type_ids)
+        number = row.values.get("phone")
+        if number:
+            if number in first_line:
+                row.errors.append(("phone", f"电话与第 {first_line[number]} 行重复"))
+            else:
+                first_line[number] = row.line
+    phones = list(first_line)
+    taken = {}
+    for start in range(0, len(phones), 500):
+        chunk = phones[start:start + 500]
+        for c in (Customer.select(Customer.phone, Customer.name, Customer.customer_no)
+                  .where(Customer.phone.in_(chunk))):
+            taken[c.phone] = c
+    for row in rows:
+        holder = taken.get(row.values.get("phone"))
+        if holder:
+            row.errors.append(("phone", customers.duplicate_phone(holder).message))
+    return Preview(rows=rows, create_types=create_types)
+
+
+def run(actor, data, filename="", create_types=False, expected=None):
+    """Import the valid rows of the sheet in one transaction and return how many. `expected` is
+    the count the preview showed: if the data changed since, nothing is imported."""
+    with db.atomic():
+        checked = preview(data, create_types)
+        valid = checked.valid_rows
+        if expected is not None and len(valid) != expected:
+            raise Conflict(f"预览后数据有变化（现在可导入 {len(valid)} 行，预览时为 {expected} 行），"
+                           "请重新上传预览", code="import_changed")
+        if not valid:
+            return 0
+        type_ids = {t.name: t.id for t in CustomerType.select(CustomerType.id, CustomerType.name)}
+        for name in checked.unknown_types if create_types else ():
+            created = CustomerType.create(name=name)
+            type_ids[name] = created.id
+            audit.record(actor, "customer_type.create", "customer_type", created.id,
+                         after={"name": name}, source=filename)
+        first = Counter.take("customer", len(valid))
+        stamp = now()
+        records = []
+        for offset, row in enumerate(valid):
+            values = dict(row.values)
+            type_name = values.pop("type_name")
+            number = customers.format_number(first + offset)
+            records.append({**values, "type": type_ids.get(type_name), "customer_no": number,
+                            "search_text": Customer.make_search_text(values["name"],
+                                                                     values["phone"], number),
+                            "created_by": actor.user.id if actor.user else None,
+                            "created_at": stamp, "updated_at": stamp})
+        for start in range(0, len(records), 500):
+            Customer.insert_many(records[start:start + 500]).execute()
+        numbers = [customers.format_number(first), customers.format_number(first + len(valid) - 1)]
+        ids = {c.customer_no: c.id for c in Customer.select(Customer.id, Customer.customer_no)
+               .where(Customer.customer_no.between(*numbers))}
+        entries = [{"created_at": stamp, "user": actor.user.id if actor.user else None,
+                    "username": actor.username, "ip": actor.ip, "action": "customer.create",
+                    "object_type": "customer", "object_id": str(ids[r["customer_no"]]),
+                    "detail": json.dumps({"after": _audited(r, row.values["type_name"]),
+                                          "source": filename}, ensure_ascii=False)}
+                   for r, row in zip(records, valid, strict=True)]
+        for start in range(0, len(entries), 500):
+            AuditLog.insert_many(entries[start:start + 500]).execute()
+        audit.record(actor, "customer.import", "customer", "", file=filename, imported=len(valid),
+                     refused=len(checked.bad_rows))
+    return len(valid)
+
+
+def _audited(record, type_name):
+    return {"name": record["name"], "gender": record["gender"], "phone": record["phone"],
+            "address": record["address"], "type": type_name,
+            "birthday": record["birthday"].isoformat() if record["birthday"] else "",
+            "remark": record["remark"], "archived": False}
+
+
+def template():
+    """A blank import template (.xlsx) with the columns and a sheet of instructions."""
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.title = "客户"
+    sheet.append(COLUMNS)
+    for column, width in zip("ABCDEFG", (12, 8, 16, 30, 12, 12, 30), strict=True):
+        sheet.column_dimensions[column].width = width
+    sheet.freeze_panes = "A2"
+    notes = book.create_sheet("填写说明")
+    for line in (
+        ("列", "说明"),
+        ("姓名", "必填，最多 50 个字"),
+        ("性别", "男 / 女 / 未知（也认 M、F、male、female；空白为未知）"),
+        ("电话", "必填，11 位手机号或带区号的固定电话；不能与已有客户或本表其他行重复"),
+        ("地址", "可空，最多 200 个字"),
+        ("客户类型", "可空；须是系统里已有的类型名称，没有的可在预览时选择自动创建"),
+        ("生日", "可空，如 1990-05-01"),
+        ("备注", "可空，最多 500 个字"),
+        ("", "表头可以不在第一行（前 20 行内即可），空行会被跳过。"),
+    ):
+        notes.append(line)
+    notes.column_dimensions["A"].width = 10
+    notes.column_dimensions["B"].width = 80
+    out = io.BytesIO()
+    book.save(out)
+    return out.getvalue()
+
+
+_TOKEN = re.compile(r"^[0-9a-f]{32}$")
+STASH_HOURS = 24
+
+
+def stash(folder, data):
+    """Keep an uploaded sheet until it is confirmed; return its token. Old ones are removed."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    cutoff = time.time() - STASH_HOURS * 3600
+    for old in folder.glob("*.xlsx"):
+        if old.stat().st_mtime < cutoff:
+            old.unlink(missing_ok=True)
+    token = secrets.token_hex(16)
+    (folder / f"{token}.xlsx").write_bytes(data)
+    return token
+
+
+def unstash(folder, token):
+    """The stashed sheet for `token`, or NotFound."""
+    if not _TOKEN.match(token or ""):
+        raise NotFound("导入文件已过期，请重新上传", code="import_expired")
+    path = Path(folder) / f"{token}.xlsx"
+    if not path.exists():
+        raise NotFound("导入文件已过期，请重新上传", code="import_expired")
+    return path.read_bytes()
+
+
+def discard(folder, token):
+    """Remove a stashed sheet."""
+    if _TOKEN.match(token or ""):
+        (Path(folder) / f"{token}.xlsx").unlink(missing_ok=True)

@@ -1,0 +1,207 @@
+"""Customers (客户信息管理): create, edit, archive, find. Numbers are handed out by t_counter."""
+import re
+
+from peewee import JOIN, IntegrityError
+
+from crm.db import db
+from crm.errors import Conflict, NotFound, ValidationError
+from crm.models import AuditLog, Counter, Customer, CustomerType, now
+from crm.services import audit, validate
+
+GENDERS = ("男", "女", "未知")
+_GENDER_WORDS = {
+    "男": "男", "男性": "男", "先生": "男", "m": "男", "male": "男", "man": "男",
+    "女": "女", "女性": "女", "女士": "女", "f": "女", "female": "女", "woman": "女",
+    "": "未知", "未知": "未知", "保密": "未知", "u": "未知", "unknown": "未知",
+}
+_MOBILE = re.compile(r"^1[3-9]\d{9}$")
+_LANDLINE = re.compile(r"^(0\d{2,3})?[2-9]\d{6,7}$")
+_PHONE_JUNK = re.compile(r"[\s\-()（）]")
+
+SORTS = {
+    "created": "最新建档",
+    "name": "姓名",
+    "last_visit": "最近到店",
+}
+PER_PAGE = 20
+
+# Field names as staff read them, for messages and the edit history.
+LABELS = {"name": "姓名", "gender": "性别", "phone": "电话", "address": "地址", "type": "客户类型",
+          "birthday": "生日", "remark": "备注", "archived": "归档"}
+
+
+def gender(value):
+    """男 / 女 / 未知 from what sheets and forms say ("M", "female", "女士", blank …)."""
+    word = str(value if value is not None else "").strip()
+    found = _GENDER_WORDS.get(word.lower()) or _GENDER_WORDS.get(word)
+    if found is None:
+        raise ValidationError(f"性别只能是 男、女 或 未知（收到“{word[:10]}”）",
+                              code="invalid_gender", field="gender")
+    return found
+
+
+def phone(value):
+    """A mainland mobile number (11 digits) or a landline, as digits only."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)  # a sheet that stored the number as a number
+    raw = str(value if value is not None else "").strip()
+    if not raw:
+        raise ValidationError("请填写电话", code="missing_phone", field="phone")
+    digits = _PHONE_JUNK.sub("", raw)
+    for prefix in ("+86", "0086", "86"):
+        if digits.startswith(prefix) and _MOBILE.match(digits[len(prefix):]):
+            digits = digits[len(prefix):]
+    if not digits.isdigit():
+        raise ValidationError(f"电话只能包含数字（收到“{raw[:20]}”）", code="invalid_phone",
+                              field="phone")
+    if not (_MOBILE.match(digits) or _LANDLINE.match(digits)):
+        raise ValidationError(f"电话号码“{raw[:20]}”不正确：请填写 11 位手机号，或带区号的固定电话",
+                              code="invalid_phone", field="phone")
+    return digits
+
+
+def clean(data, partial=False):
+    """Checked values of a customer form, JSON body or sheet row. With partial, only the keys
+    present are checked and returned. `type_id` must name an existing type."""
+    checks = {
+        "name": lambda v: validate.text(v, "姓名", "name", 50, required=True),
+        "gender": gender,
+        "phone": phone,
+        "address": lambda v: validate.text(v, "地址", "address", 200),
+        "type_id": _type_id,
+        "birthday": lambda v: validate.date(v, "生日", "birthday"),
+        "remark": lambda v: validate.text(v, "备注", "remark", 500),
+    }
+    keys = [k for k in checks if k in data] if partial else list(checks)
+    return {k: checks[k](data.get(k)) for k in keys}
+
+
+def _type_id(value):
+    type_id = validate.record_id(value, "客户类型", "type_id")
+    if type_id is not None and not CustomerType.select().where(CustomerType.id == type_id).exists():
+        raise ValidationError("所选客户类型不存在", code="invalid_type_id", field="type_id")
+    return type_id
+
+
+def duplicate_phone(existing):
+    """The Conflict for a phone number that another customer already has."""
+    return Conflict(f"电话 {existing.phone} 已被客户“{existing.name}”（编号 {existing.customer_no}）使用",
+                    code="duplicate_phone", field="phone")
+
+
+def _check_phone_free(number, except_id=None):
+    query = Customer.select().where(Customer.phone == number)
+    if except_id is not None:
+        query = query.where(Customer.id != except_id)
+    existing = query.first()
+    if existing:
+        raise duplicate_phone(existing)
+
+
+def format_number(number):
+    """Customer numbers are six digits and up: 000001."""
+    return f"{number:06d}"
+
+
+def snapshot(customer):
+    """The audited fields of a customer, with the type by name."""
+    ctype = CustomerType.get_or_none(CustomerType.id == customer.type_id) if customer.type_id else None
+    return {"name": customer.name, "gender": customer.gender, "phone": customer.phone,
+            "address": customer.address, "type": ctype.name if ctype else "",
+            "birthday": customer.birthday.isoformat() if customer.birthday else "",
+            "remark": customer.remark, "archived": bool(customer.archived)}
+
+
+def create_customer(actor, data):
+    """Create a customer; a phone already in use is a Conflict naming its holder."""
+    values = clean(data)
+    try:
+        with db.atomic():
+            _check_phone_free(values["phone"])
+            number = format_number(Counter.take("customer"))
+            values["type"] = values.pop("type_id")
+            customer = Customer.create(
+                customer_no=number, created_by=actor.user,
+                search_text=Customer.make_search_text(values["name"], values["phone"], number),
+                **values)
+            audit.record(actor, "customer.create", "customer", customer.id,
+                         after=snapshot(customer))
+    except IntegrityError:  # the same phone saved at the same moment by someone else
+        _check_phone_free(values["phone"])
+        raise
+    return customer
+
+
+def get_customer(customer_id):
+    """The customer with its type, or NotFound."""
+    customer = (Customer.select(Customer, CustomerType)
+                .join(CustomerType, on=(Customer.type == CustomerType.id), join_type=JOIN.LEFT_OUTER)
+                .where(Customer.id == customer_id).first())
+    if customer is None:
+        raise NotFound("客户不存在", code="customer_not_found")
+    return customer
+
+
+def update_customer(actor, customer_id, data):
+    """Change the fields given; the audit log keeps each change, before → after."""
+    values = clean(data, partial=True)
+    try:
+        with db.atomic():
+            customer = get_customer(customer_id)
+            if "phone" in values:
+                _check_phone_free(values["phone"], except_id=customer.id)
+            before = snapshot(customer)
+            if "type_id" in values:
+                values["type"] = values.pop("type_id")
+            if values:
+                values["search_text"] = Customer.make_search_text(
+                    values.get("name", customer.name), values.get("phone", customer.phone),
+                    customer.customer_no)
+                Customer.update(**values, updated_at=now()).where(Customer.id == customer.id).execute()
+            changes = audit.diff(before, snapshot(get_customer(customer.id)))
+            if changes:
+                audit.record(actor, "customer.update", "customer", customer.id, changes=changes)
+    except IntegrityError:
+        _check_phone_free(values["phone"], except_id=customer_id)
+        raise
+    return get_customer(customer_id)
+
+
+def set_archived(actor, customer_id, archived):
+    """Archive (hide) or restore a customer. Customers are never deleted: their money history stays."""
+    with db.atomic():
+        customer = get_customer(customer_id)
+        if bool(customer.archived) != archived:
+            Customer.update(archived=archived, updated_at=now()).where(Customer.id == customer.id).execute()
+            audit.record(actor, "customer.archive" if archived else "customer.restore", "customer",
+                         customer.id, changes={"archived": [not archived, archived]})
+    return get_customer(customer_id)
+
+
+def search(q="", type_id=None, archived=False, sort="created", page=1, per_page=PER_PAGE):
+    """One page of customers matching `q` (part of name, phone or number) and the filters;
+    returns (customers, total). archived: False (default), True, or None for both."""
+    matching = Customer.search(q, type_id=type_id, archived=archived)
+    total = matching.count()
+    order = {
+        # search_text starts with the lower-cased name: the covering index sorts by name.
+        "name": (Customer.search_text, Customer.id),
+        # DESC puts NULL (never visited) last on both SQLite and MySQL.
+        "last_visit": (Customer.last_visit_at.desc(), Customer.id.desc()),
+    }.get(sort, (Customer.id.desc(),))
+    pages = max(1, -(-total // per_page))
+    page = min(max(1, page), pages)
+    # First the page's ids, from the covering index alone; then those rows with their types.
+    ids = [c.id for c in matching.select(Customer.id).order_by(*order).paginate(page, per_page)]
+    rows = {c.id: c for c in (Customer.select(Customer, CustomerType)
+                              .join(CustomerType, JOIN.LEFT_OUTER,
+                                    on=(Customer.type == CustomerType.id))
+                              .where(Customer.id.in_(ids or [0])))}
+    return [rows[i] for i in ids], total
+
+
+def history(customer_id, limit=50):
+    """The customer's audit trail, newest first."""
+    return list(AuditLog.select()
+                .where((AuditLog.object_type == "customer") & (AuditLog.object_id == str(customer_id)))
+                .order_by(AuditLog.id.desc()).limit(limit))
