@@ -121,8 +121,8 @@ def _insert_ledger_rows(database):
         " created_at, updated_at) VALUES ('op', '', 'x', 'operator', 1, '', '2026-01-01 10:00:00',"
         " '2026-01-01 10:00:00')",
         "INSERT INTO t_customer (customer_no, name, gender, phone, address, remark, archived,"
-        " created_at, updated_at) VALUES ('C000001', '张三', '男', '13800000000', '', '', 0,"
-        " '2026-01-01 10:00:00', '2026-01-01 10:00:00')",
+        " created_at, updated_at, search_text) VALUES ('000001', '张三', '男', '13800000000', '',"
+        " '', 0, '2026-01-01 10:00:00', '2026-01-01 10:00:00', '张三|13800000000|000001')",
         "INSERT INTO t_card (card_no, customer_id, status, money, paid_money, bonus_money,"
         " entry_count, chain_head, remark, created_at, updated_at) VALUES ('8800001', 1, 'active',"
         " 10000, 10000, 0, 1, 'h1', '', '2026-01-01 10:00:00', '2026-01-01 10:00:00')",
