@@ -21,6 +21,17 @@ def _body(schema_ref):
 
 
 AUTH_ERRORS = {"401": _error("缺少或无效的令牌"), "403": _error("角色无权执行")}
+BODY_ERRORS = {"400": _error("请求体不是 JSON 对象"), "422": _error("字段值不合规")}
+NOT_FOUND = {"404": _error("对象不存在")}
+
+
+def _id_param(name):
+    return [{"name": name, "in": "path", "required": True, "schema": {"type": "integer"}}]
+
+
+def _query(name, schema, description):
+    return {"name": name, "in": "query", "required": False, "schema": schema,
+            "description": description}
 
 PATHS = {
     "/api/v1/login": {
@@ -49,6 +60,84 @@ PATHS = {
                                **AUTH_ERRORS, "409": _error("用户名已被使用"),
                                "422": _error("用户名、密码或角色不合规")}},
     },
+    "/api/v1/customer-types": {
+        "get": {"summary": "客户类型列表", "operationId": "listCustomerTypes",
+                "responses": {"200": _json("CustomerTypeList"), **AUTH_ERRORS}},
+        "post": {"summary": "新增客户类型（管理员）", "operationId": "createCustomerType",
+                 "requestBody": _body("CustomerTypeInput"),
+                 "responses": {"201": _json("CustomerType", "已创建"), **BODY_ERRORS, **AUTH_ERRORS,
+                               "409": _error("名称已存在")}},
+    },
+    "/api/v1/customer-types/{type_id}": {
+        "parameters": _id_param("type_id"),
+        "patch": {"summary": "修改客户类型（管理员）", "operationId": "updateCustomerType",
+                  "requestBody": _body("CustomerTypeInput"),
+                  "responses": {"200": _json("CustomerType"), **BODY_ERRORS, **AUTH_ERRORS,
+                                **NOT_FOUND, "409": _error("名称已存在")}},
+        "delete": {"summary": "删除未被使用的客户类型（管理员）", "operationId": "deleteCustomerType",
+                   "responses": {"200": _json("Ok"), **AUTH_ERRORS, **NOT_FOUND,
+                                 "409": _error("仍有客户使用该类型")}},
+    },
+    "/api/v1/customers": {
+        "get": {"summary": "查找客户（每页 20 条，含总数）", "operationId": "listCustomers",
+                "parameters": [
+                    _query("q", {"type": "string", "maxLength": 50}, "姓名、电话的任意一段或客户编号"),
+                    _query("type_id", {"type": "integer"}, "客户类型"),
+                    _query("archived", {"type": "string", "enum": ["0", "1", "all"]},
+                           "0 正常（默认）、1 已归档、all 全部"),
+                    _query("sort", {"type": "string", "enum": ["created", "name", "last_visit"]},
+                           "排序"),
+                    _query("page", {"type": "integer", "minimum": 1}, "页码"),
+                ],
+                "responses": {"200": _json("CustomerList"), **AUTH_ERRORS}},
+        "post": {"summary": "新建客户", "operationId": "createCustomer",
+                 "requestBody": _body("CustomerInput"),
+                 "responses": {"201": _json("Customer", "已创建"), **BODY_ERRORS, **AUTH_ERRORS,
+                               "409": _error("电话已被其他客户使用")}},
+    },
+    "/api/v1/customers/{customer_id}": {
+        "parameters": _id_param("customer_id"),
+        "get": {"summary": "客户详情", "operationId": "getCustomer",
+                "responses": {"200": _json("Customer"), **AUTH_ERRORS, **NOT_FOUND}},
+        "patch": {"summary": "修改客户（只改传入的字段）", "operationId": "updateCustomer",
+                  "requestBody": _body("CustomerPatch"),
+                  "responses": {"200": _json("Customer"), **BODY_ERRORS, **AUTH_ERRORS, **NOT_FOUND,
+                                "409": _error("电话已被其他客户使用")}},
+    },
+    "/api/v1/customers/{customer_id}/archive": {
+        "parameters": _id_param("customer_id"),
+        "post": {"summary": "归档客户", "operationId": "archiveCustomer",
+                 "responses": {"200": _json("Customer"), **AUTH_ERRORS, **NOT_FOUND}},
+    },
+    "/api/v1/customers/{customer_id}/restore": {
+        "parameters": _id_param("customer_id"),
+        "post": {"summary": "恢复已归档客户", "operationId": "restoreCustomer",
+                 "responses": {"200": _json("Customer"), **AUTH_ERRORS, **NOT_FOUND}},
+    },
+    "/api/v1/customers/import": {
+        "post": {"summary": "Excel 导入客户：先检查，confirm=1 时导入全部合格行",
+                 "operationId": "importCustomers",
+                 "parameters": [_query("confirm", {"type": "string", "enum": ["0", "1"]}, "1 执行导入"),
+                                _query("create_types", {"type": "string", "enum": ["0", "1"]},
+                                       "1 自动创建表格中缺少的客户类型")],
+                 "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+                     "type": "object", "required": ["file"],
+                     "properties": {"file": {"type": "string", "format": "binary"}}}}}},
+                 "responses": {"200": _json("ImportPreview", "检查结果"),
+                               "201": _json("ImportResult", "已导入"), **AUTH_ERRORS,
+                               "409": _error("数据已变化"), "413": _error("文件太大"),
+                               "422": _error("文件无法读取或缺少表头")}},
+    },
+}
+
+_TEXT = {"type": "string"}
+_NULLABLE_TEXT = {"type": "string", "nullable": True}
+_CUSTOMER_FIELDS = {
+    "name": {"type": "string", "maxLength": 50}, "gender": {"type": "string", "enum": ["男", "女", "未知"]},
+    "phone": {"type": "string", "maxLength": 20}, "address": {"type": "string", "maxLength": 200},
+    "type_id": {"type": "integer", "nullable": True},
+    "birthday": {"type": "string", "format": "date", "nullable": True},
+    "remark": {"type": "string", "maxLength": 500},
 }
 
 SCHEMAS = {
@@ -78,6 +167,38 @@ SCHEMAS = {
                                   "password": {"type": "string", "minLength": 8},
                                   "role": {"type": "string", "enum": ["admin", "operator"]},
                                   "display_name": {"type": "string", "maxLength": 50}}},
+    "CustomerType": {"type": "object", "required": ["id", "name"],
+                     "properties": {"id": {"type": "integer"}, "name": _TEXT, "description": _TEXT,
+                                    "discount": {"type": "integer", "nullable": True,
+                                                 "minimum": 1, "maximum": 100},
+                                    "customer_count": {"type": "integer", "nullable": True}}},
+    "CustomerTypeList": {"type": "object", "properties": {"items": {
+        "type": "array", "items": {"$ref": "#/components/schemas/CustomerType"}}}},
+    "CustomerTypeInput": {"type": "object",
+                          "properties": {"name": {"type": "string", "maxLength": 50},
+                                         "description": {"type": "string", "maxLength": 200},
+                                         "discount": {"type": "integer", "nullable": True,
+                                                      "minimum": 1, "maximum": 100}}},
+    "Customer": {"type": "object", "required": ["id", "customer_no", "name", "phone"],
+                 "properties": {"id": {"type": "integer"}, "customer_no": _TEXT, **_CUSTOMER_FIELDS,
+                                "type_name": _NULLABLE_TEXT, "archived": {"type": "boolean"},
+                                "created_at": _TEXT, "last_visit_at": _NULLABLE_TEXT}},
+    "CustomerList": {"type": "object", "required": ["items", "total"],
+                     "properties": {"items": {"type": "array",
+                                              "items": {"$ref": "#/components/schemas/Customer"}},
+                                    "total": {"type": "integer"}, "page": {"type": "integer"},
+                                    "per_page": {"type": "integer"}}},
+    "CustomerInput": {"type": "object", "required": ["name", "phone"], "properties": _CUSTOMER_FIELDS},
+    "CustomerPatch": {"type": "object", "properties": _CUSTOMER_FIELDS},
+    "ImportPreview": {"type": "object",
+                      "properties": {"valid": {"type": "integer"},
+                                     "unknown_types": {"type": "array", "items": _TEXT},
+                                     "bad_rows": {"type": "array", "items": {
+                                         "type": "object",
+                                         "properties": {"line": {"type": "integer"},
+                                                        "reasons": {"type": "array",
+                                                                    "items": _TEXT}}}}}},
+    "ImportResult": {"type": "object", "properties": {"imported": {"type": "integer"}}},
 }
 
 

@@ -1,4 +1,5 @@
 """Customers (客户信息管理): create, edit, archive, find. Numbers are handed out by t_counter."""
+import json
 import re
 
 from peewee import JOIN, IntegrityError
@@ -200,8 +201,63 @@ def search(q="", type_id=None, archived=False, sort="created", page=1, per_page=
     return [rows[i] for i in ids], total
 
 
+ACTIONS = {"customer.create": "新建", "customer.update": "修改", "customer.archive": "归档",
+           "customer.restore": "恢复"}
+
+
 def history(customer_id, limit=50):
-    """The customer's audit trail, newest first."""
-    return list(AuditLog.select()
+    """The customer's audit trail, newest first: dicts of time, user, action and the changes as
+    (field label, before, after)."""
+    entries = []
+    for row in (AuditLog.select()
                 .where((AuditLog.object_type == "customer") & (AuditLog.object_id == str(customer_id)))
-                .order_by(AuditLog.id.desc()).limit(limit))
+                .order_by(AuditLog.id.desc()).limit(limit)):
+        detail = json.loads(row.detail) if row.detail else {}
+        if "changes" in detail:
+            changes = [(LABELS.get(k, k), _shown(v[0]), _shown(v[1]))
+                       for k, v in detail["changes"].items()]
+        else:
+            changes = [(LABELS.get(k, k), "", _shown(v))
+                       for k, v in detail.get("after", {}).items() if v not in ("", None, False)]
+        entries.append({"time": row.created_at, "user": row.username, "ip": row.ip,
+                        "action": ACTIONS.get(row.action, row.action), "changes": changes})
+    return entries
+
+
+def _shown(value):
+    if isinstance(value, bool):
+        return "是" if value else "否"
+    return "" if value is None else str(value)
+
+
+def parse_filters(args):
+    """The list filters from query parameters (web and API alike); bad values fall back to the
+    defaults rather than failing, as a hand-edited address bar should."""
+    archived = {"": False, "0": False, "1": True, "all": None}.get(args.get("archived", ""), False)
+    try:
+        page = max(1, int(args.get("page") or 1))
+    except ValueError:
+        page = 1
+    try:
+        type_id = int(args.get("type_id") or 0) or None
+    except ValueError:
+        type_id = None
+    sort = args.get("sort") if args.get("sort") in SORTS else "created"
+    return {"q": (args.get("q") or "").strip()[:50], "type_id": type_id, "archived": archived,
+            "sort": sort, "page": page}
+
+
+EXPORT_HEADERS = ("客户编号", "姓名", "性别", "电话", "地址", "客户类型", "生日", "备注", "建档时间",
+                  "最近到店", "状态")
+
+
+def export_rows(q="", type_id=None, archived=False, sort="created", **_):
+    """Every customer matching the filters (all pages), as rows for the Excel export."""
+    query = (Customer.search(q, type_id=type_id, archived=archived)
+             .select(Customer, CustomerType)
+             .join(CustomerType, JOIN.LEFT_OUTER, on=(Customer.type == CustomerType.id))
+             .order_by(Customer.id))
+    for c in query.iterator():
+        yield (c.customer_no, c.name, c.gender, c.phone, c.address,
+               c.type.name if c.type_id else "", c.birthday, c.remark, c.created_at,
+               c.last_visit_at, "已归档" if c.archived else "正常")

@@ -67,11 +67,10 @@ def init_app(app):
     login_manager.init_app(app)
     login_manager.session_protection = None  # the server-side token is the protection
 
-    from crm.web import admin, auth, main
+    from crm.web import admin, auth, customer_types, customers, main
 
-    app.register_blueprint(auth.bp)
-    app.register_blueprint(main.bp)
-    app.register_blueprint(admin.bp)
+    for blueprint in (auth.bp, main.bp, admin.bp, customers.bp, customer_types.bp):
+        app.register_blueprint(blueprint)
 
     app.jinja_env.filters["yuan"] = format_yuan
 

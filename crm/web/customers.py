@@ -1,0 +1,154 @@
+"""Customer pages: find, create, edit, archive, detail, Excel export and import."""
+from pathlib import Path
+
+from flask import Blueprint, Response, current_app, flash, redirect, render_template, request, url_for
+
+from crm.errors import CrmError, ValidationError
+from crm.services import customer_import, customer_types, customers, excel
+from crm.web import actor
+
+bp = Blueprint("customers", __name__, url_prefix="/customers")
+
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+
+def xlsx_response(data, filename):
+    """An .xlsx download; the Chinese file name is sent RFC 5987-encoded."""
+    from urllib.parse import quote
+
+    return Response(data, mimetype=XLSX, headers={
+        "Content-Disposition": f"attachment; filename=export.xlsx; filename*=UTF-8''{quote(filename)}"})
+
+
+@bp.route("")
+def index():
+    """The customer list with live search; htmx requests get only the results."""
+    filters = customers.parse_filters(request.args)
+    rows, total = customers.search(**filters)
+    template = "customers/_results.html" if request.headers.get("HX-Request") else "customers/index.html"
+    return render_template(template, rows=rows, total=total, filters=filters,
+                           types=customer_types.list_types(), sorts=customers.SORTS,
+                           per_page=customers.PER_PAGE)
+
+
+@bp.route("/export.xlsx")
+def export():
+    """Every customer under the current filters, as Excel."""
+    filters = customers.parse_filters(request.args)
+    data = excel.write_table("客户", customers.EXPORT_HEADERS, customers.export_rows(**filters),
+                             widths=(10, 12, 6, 14, 30, 12, 12, 24, 20, 20, 8))
+    return xlsx_response(data, "客户名单.xlsx")
+
+
+def _form_page(template, status=200, **context):
+    return render_template(template, types=customer_types.list_types(), genders=customers.GENDERS,
+                           **context), status
+
+
+@bp.route("/new", methods=["GET", "POST"])
+def create():
+    """New customer form; on POST create it and show it."""
+    if request.method == "POST":
+        try:
+            customer = customers.create_customer(actor(), request.form)
+        except CrmError as error:
+            return _form_page("customers/form.html", error.status, form=request.form, error=error)
+        flash(f"已新建客户 {customer.name}（编号 {customer.customer_no}）", "success")
+        return redirect(url_for("customers.detail", customer_id=customer.id))
+    return _form_page("customers/form.html", form={})
+
+
+@bp.route("/<int:customer_id>")
+def detail(customer_id):
+    """One customer: profile, cards, latest activity, edit history."""
+    return render_template("customers/detail.html", customer=customers.get_customer(customer_id),
+                           history=customers.history(customer_id))
+
+
+@bp.route("/<int:customer_id>/edit", methods=["GET", "POST"])
+def edit(customer_id):
+    """Edit form; on POST save the changes."""
+    customer = customers.get_customer(customer_id)
+    if request.method == "POST":
+        try:
+            customers.update_customer(actor(), customer_id, request.form)
+        except CrmError as error:
+            return _form_page("customers/form.html", error.status, form=request.form, error=error,
+                              customer=customer)
+        flash("已保存", "success")
+        return redirect(url_for("customers.detail", customer_id=customer_id))
+    form = {"name": customer.name, "gender": customer.gender, "phone": customer.phone,
+            "address": customer.address, "type_id": customer.type_id or "",
+            "birthday": customer.birthday or "", "remark": customer.remark}
+    return _form_page("customers/form.html", form=form, customer=customer)
+
+
+@bp.route("/<int:customer_id>/archive", methods=["POST"])
+def archive(customer_id):
+    """Hide a customer from the list (kept with all history)."""
+    customer = customers.set_archived(actor(), customer_id, True)
+    flash(f"已归档客户 {customer.name}；可在“已归档”中找到并恢复", "info")
+    return redirect(url_for("customers.detail", customer_id=customer_id))
+
+
+@bp.route("/<int:customer_id>/restore", methods=["POST"])
+def restore(customer_id):
+    """Bring an archived customer back."""
+    customer = customers.set_archived(actor(), customer_id, False)
+    flash(f"已恢复客户 {customer.name}", "success")
+    return redirect(url_for("customers.detail", customer_id=customer_id))
+
+
+def _stash_folder():
+    return Path(current_app.instance_path) / "imports"
+
+
+@bp.route("/import")
+def import_form():
+    """Upload page for an Excel sheet of customers."""
+    return render_template("customers/import.html")
+
+
+@bp.route("/import/template.xlsx")
+def import_template():
+    """The blank import template."""
+    return xlsx_response(customer_import.template(), "客户导入模板.xlsx")
+
+
+@bp.route("/import", methods=["POST"])
+def import_preview():
+    """Check the uploaded sheet and show every bad row with its reason before importing."""
+    upload = request.files.get("file")
+    try:
+        if upload is None or not upload.filename:
+            raise ValidationError("请选择要上传的 Excel 文件", code="missing_file")
+        if not upload.filename.lower().endswith(".xlsx"):
+            raise ValidationError("只支持 .xlsx 文件（旧版 .xls 请先在 Excel 中另存为 .xlsx）",
+                                  code="invalid_file")
+        data = upload.read()
+        preview = customer_import.preview(data, create_types=bool(request.form.get("create_types")))
+    except CrmError as error:
+        flash(error.message, "danger")
+        return render_template("customers/import.html"), error.status
+    token = customer_import.stash(_stash_folder(), data)
+    return render_template("customers/preview.html", preview=preview, token=token,
+                           filename=upload.filename)
+
+
+@bp.route("/import/confirm", methods=["POST"])
+def import_confirm():
+    """Import the valid rows of the previewed sheet, all in one transaction."""
+    token = request.form.get("token", "")
+    filename = request.form.get("filename", "")[:100]
+    create_types = bool(request.form.get("create_types"))
+    try:
+        data = customer_import.unstash(_stash_folder(), token)
+        expected = int(request.form.get("expected", "-1"))
+        count = customer_import.run(actor(), data, filename, create_types=create_types,
+                                    expected=expected)
+    except CrmError as error:
+        flash(error.message, "danger")
+        return render_template("customers/import.html"), error.status
+    customer_import.discard(_stash_folder(), token)
+    flash(f"导入完成：新增 {count} 位客户", "success")
+    return redirect(url_for("customers.index", sort="created"))
