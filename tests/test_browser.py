@@ -49,3 +49,53 @@ def test_phone_width_menu(page, make_user):
     page.click(".navbar-toggler")
     expect(page.locator("#side-menu")).to_be_visible()
     expect(page.locator("#side-menu")).not_to_contain_text("系统用户")  # operator
+
+
+def test_customer_flow(page, make_user):
+    """Admin: create a type → create a customer with it → find by the phone's last four digits
+    with live search (no page reload) → edit → the history shows the change."""
+    make_user("boss", role="admin", display_name="王店长")
+    page.goto("/login")
+    page.fill("#username", "boss")
+    page.fill("#password", PASSWORD)
+    page.press("#password", "Enter")
+    expect(page.locator("#welcome-name")).to_have_text("王店长")
+
+    page.click("#side-menu >> text=客户类型")
+    page.fill("#name", "VIP客户")
+    page.fill("#discount", "95")
+    page.click("#type-form button[type=submit]")
+    expect(page.locator("#type-table")).to_contain_text("9.5 折")
+
+    page.click("#side-menu >> text=客户管理")
+    page.click("text=新建客户")
+    page.fill("#name", "<b>李小龙</b>")
+    page.select_option("#gender", "男")
+    page.fill("#phone", "139 1234 5678")
+    page.select_option("#type_id", label="VIP客户")
+    page.fill("#birthday", "1990-05-01")
+    page.press("#phone", "Enter")  # Enter submits
+    expect(page.locator("#customer-name")).to_contain_text("<b>李小龙</b>")  # shown as text
+    expect(page.locator("#customer-profile")).to_contain_text("13912345678")
+
+    page.click("#side-menu >> text=客户管理")
+    marker = page.evaluate("() => (window.__noReload = 1)")
+    assert marker == 1
+    page.fill("#q", "5678")
+    expect(page.locator("#result-count")).to_have_text("共 1 位客户")
+    expect(page.locator("#customer-table")).to_contain_text("<b>李小龙</b>")
+    assert page.evaluate("() => window.__noReload") == 1  # live search did not reload the page
+    expect(page).to_have_url(re.compile(r"q=5678"))
+    page.fill("#q", "9999")
+    expect(page.locator("#result-count")).to_have_text("共 0 位客户")
+    page.fill("#q", "5678")
+    page.click("#customer-table >> text=查看")
+
+    page.click("text=编辑")
+    page.fill("#name", "李小龙")
+    page.fill("#phone", "13900001111")
+    page.click("#customer-form button[type=submit]")
+    expect(page.locator(".alert")).to_contain_text("已保存")
+    expect(page.locator("#customer-history")).to_contain_text("13912345678")
+    expect(page.locator("#customer-history")).to_contain_text("13900001111")
+    expect(page.locator("#customer-name")).to_have_text("李小龙")

@@ -1,0 +1,255 @@
+"""Importing customers from the shop's Excel sheets: preview, all-or-nothing import, CLI, API."""
+import datetime
+import io
+import json
+
+import openpyxl
+import pytest
+
+from crm.models import AuditLog, Customer, CustomerType
+from crm.services import SYSTEM, customer_import, customer_types, customers
+from tests.conftest import csrf_token
+
+
+def _db(app, fn):
+    with app.app_context(), app.extensions["crm_db"].connection_context():
+        return fn()
+
+
+def sheet_bytes(rows, header=("姓名", "性别", "电话", "地址", "客户类型", "生日", "备注"),
+                title_rows=(("会员名单（2025 年整理）",), ())):
+    """An .xlsx as real shops make them: a title and a blank line above the header."""
+    book = openpyxl.Workbook()
+    sheet = book.active
+    for line in title_rows:
+        sheet.append(list(line))
+    sheet.append(list(header))
+    for row in rows:
+        sheet.append(list(row))
+    out = io.BytesIO()
+    book.save(out)
+    return out.getvalue()
+
+
+GOOD_ROWS = [
+    ("  张三 ", "男", 13800138000, "朝阳区", "VIP客户", datetime.datetime(1990, 5, 1), ""),
+    ("李四", "M", "139 0013 9000", "", "", "1985/12/31", ""),
+    ("王五", "male", "+86 137-0013-7000", "", "VIP客户", None, ""),
+    ("赵六", "女士", "13600136000", "", "", "", "对花生过敏"),
+    ("钱七", "female", 13500135000.0, "", "", None, None),
+    ("孙八", "", "0571-88886666", "西湖区", "", None, ""),
+    ("周九", "F", "13300133000", "", "", None, ""),
+    ("吴十", "未知", "13200132000", "", "", None, ""),
+    ("郑十一", "女", "13100131000", "", "", None, ""),
+    ("Wang Lei", "Male", "18800188000", "", "", None, ""),
+]
+BAD_ROWS = [
+    ("", "男", "18600186000", "", "", None, ""),          # missing name
+    ("坏电话", "男", "1860018600x", "", "", None, ""),      # bad phone
+    ("老客户", "男", "18500185000", "", "", None, ""),      # phone used by an existing customer
+    ("重复", "男", 13800138000, "", "", None, ""),          # same phone as row 1 of the file
+    ("新类型", "女", "18400184000", "", "钻石会员", None, ""),  # unknown type
+]
+
+
+@pytest.fixture
+def shop(app):
+    """A shop with one customer type and one existing customer."""
+    def setup():
+        customer_types.create_type(SYSTEM, {"name": "VIP客户"})
+        return customers.create_customer(SYSTEM, {"name": "老王", "phone": "18500185000"})
+
+    return _db(app, setup)
+
+
+@pytest.fixture
+def sample():
+    """10 good rows, 5 bad rows (one of each kind) and blank trailing rows."""
+    return sheet_bytes(GOOD_ROWS + BAD_ROWS + [("", None, None, "", "", None, "")] * 3)
+
+
+def test_preview_lists_each_bad_row_with_its_reason(app, shop, sample):
+    """The 5 bad rows come back with their line numbers and reasons; 10 rows are importable."""
+    preview = _db(app, lambda: customer_import.preview(sample))
+    assert len(preview.valid_rows) == 10
+    reasons = {r.line: r.problems(False) for r in preview.bad_rows}
+    assert reasons == {
+        14: ["请填写姓名"],
+        15: ["电话只能包含数字（收到“1860018600x”）"],
+        16: ["电话 18500185000 已被客户“老王”（编号 000001）使用"],
+        17: ["电话与第 4 行重复"],
+        18: ["客户类型“钻石会员”不存在"],
+    }
+    assert preview.unknown_types == ["钻石会员"]
+
+
+def test_confirm_imports_exactly_the_valid_rows_then_nothing_again(app, client, make_user, auth,
+                                                                   shop, sample):
+    """Web flow: upload → preview → confirm imports the 10; the same file again imports none."""
+    make_user("ann")
+    auth.login("ann")
+    resp = client.post("/customers/import", data={
+        "csrf_token": csrf_token(client, "/customers/import"),
+        "file": (io.BytesIO(sample), "会员.xlsx")}, content_type="multipart/form-data")
+    html = resp.get_data(as_text=True)
+    assert resp.status_code == 200
+    assert "10</strong> 行可以导入" in html and "5</strong> 行有问题" in html
+    for reason in ("请填写姓名", "电话只能包含数字", "已被客户“老王”", "电话与第 4 行重复",
+                   "客户类型“钻石会员”不存在"):
+        assert reason in html
+    token = html.split('name="token" value="')[1].split('"')[0]
+    resp = client.post("/customers/import/confirm", data={
+        "csrf_token": csrf_token(client, "/customers/import"), "token": token,
+        "filename": "会员.xlsx", "expected": "10"})
+    assert resp.status_code == 302
+    imported = _db(app, lambda: {c.name: c for c in Customer.select()})
+    assert len(imported) == 11
+    zhang = imported["张三"]
+    assert (zhang.phone, zhang.gender, zhang.birthday) == ("13800138000", "男",
+                                                            datetime.date(1990, 5, 1))
+    assert zhang.type_id is not None
+    assert imported["李四"].gender == "男" and imported["李四"].birthday == datetime.date(1985, 12, 31)
+    assert imported["王五"].phone == "13700137000"
+    assert imported["钱七"].phone == "13500135000" and imported["赵六"].gender == "女"
+    assert imported["孙八"].phone == "057188886666" and imported["孙八"].gender == "未知"
+    assert imported["Wang Lei"].gender == "男"
+    assert _db(app, lambda: AuditLog.select().where(AuditLog.action == "customer.create").count()) == 11
+    summary = _db(app, lambda: AuditLog.get(AuditLog.action == "customer.import"))
+    assert json.loads(summary.detail) == {"file": "会员.xlsx", "imported": 10, "refused": 5}
+    # The same file again: every row is now a duplicate; nothing new comes in.
+    preview = _db(app, lambda: customer_import.preview(sample))
+    assert len(preview.valid_rows) == 0
+    assert _db(app, lambda: customer_import.run(SYSTEM, sample, "again.xlsx")) == 0
+    assert _db(app, lambda: Customer.select().count()) == 11
+
+
+def test_unknown_types_can_be_created_on_import(app, shop):
+    """With create_types the missing type is made and its row imported, in the same transaction."""
+    data = sheet_bytes([BAD_ROWS[4]])
+    assert _db(app, lambda: customer_import.run(SYSTEM, data, "x.xlsx")) == 0
+    assert _db(app, lambda: customer_import.run(SYSTEM, data, "x.xlsx", create_types=True)) == 1
+    customer = _db(app, lambda: Customer.get(Customer.name == "新类型"))
+    assert _db(app, lambda: CustomerType.get_by_id(customer.type_id).name) == "钻石会员"
+
+
+def test_changed_data_between_preview_and_confirm_imports_nothing(app, shop, sample):
+    """If a phone was taken after the preview, the confirm is refused whole: none or all."""
+    _db(app, lambda: customers.create_customer(SYSTEM, {"name": "抢先", "phone": "13300133000"}))
+    from crm.errors import Conflict
+
+    with pytest.raises(Conflict, match="预览后数据有变化"):
+        _db(app, lambda: customer_import.run(SYSTEM, sample, "x.xlsx", expected=10))
+    assert _db(app, lambda: Customer.select().count()) == 2
+
+
+def test_failure_midway_leaves_nothing(app, shop, monkeypatch):
+    """An error after some rows were written rolls the whole import back."""
+    data = sheet_bytes(GOOD_ROWS)
+    real = AuditLog.insert_many
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(AuditLog, "insert_many", broken)
+    with pytest.raises(RuntimeError):
+        _db(app, lambda: customer_import.run(SYSTEM, data, "x.xlsx"))
+    monkeypatch.setattr(AuditLog, "insert_many", real)
+    assert _db(app, lambda: Customer.select().count()) == 1
+    assert _db(app, lambda: customer_import.run(SYSTEM, data, "x.xlsx")) == 10
+
+
+@pytest.mark.parametrize("data,message", [
+    (b"name,phone\n\xe5\xbc\xa0,138", "无法读取文件"),
+    (b"PK\x03\x04 this is not really a zip", "无法读取文件"),
+    (sheet_bytes([("张三", "13800138000")], header=("客户", "手机号码"), title_rows=()), None),
+    (sheet_bytes([("张三", "13800138000")], header=("名称", "号码"), title_rows=()), "找不到表头"),
+])
+def test_unreadable_or_headerless_files(app, shop, data, message):
+    """Not an xlsx, a corrupt one, or one without 姓名/电话 columns: a clear message."""
+    from crm.errors import ValidationError
+
+    if message is None:  # other common header names are understood
+        assert len(_db(app, lambda: customer_import.preview(data)).valid_rows) == 1
+        return
+    with pytest.raises(ValidationError, match=message):
+        _db(app, lambda: customer_import.preview(data))
+
+
+def test_web_upload_refusals(app, client, make_user, auth):
+    """Wrong file type, no file, and a 50 MB upload: Chinese message, 4xx, nothing imported."""
+    make_user("ann")
+    auth.login("ann")
+    token = csrf_token(client, "/customers/import")
+    for name, data, status, message in (
+        ("list.csv", b"a,b", 422, "只支持 .xlsx"),
+        ("fake.xlsx", b"not a workbook", 422, "无法读取文件"),
+    ):
+        resp = client.post("/customers/import", data={"csrf_token": token,
+                                                      "file": (io.BytesIO(data), name)},
+                           content_type="multipart/form-data")
+        assert resp.status_code == status and message in resp.get_data(as_text=True)
+    resp = client.post("/customers/import", data={"csrf_token": token},
+                       content_type="multipart/form-data")
+    assert resp.status_code == 422 and "请选择要上传的 Excel 文件" in resp.get_data(as_text=True)
+    big = io.BytesIO(b"0" * (50 * 1024 * 1024))
+    resp = client.post("/customers/import", data={"csrf_token": token, "file": (big, "big.xlsx")},
+                       content_type="multipart/form-data")
+    assert resp.status_code == 413 and "太大" in resp.get_data(as_text=True)
+    assert _db(app, lambda: Customer.select().count()) == 0
+
+
+def test_expired_or_forged_token(client, make_user, auth):
+    """A confirm with an unknown or path-like token is refused."""
+    make_user("ann")
+    auth.login("ann")
+    token = csrf_token(client, "/customers/import")
+    for bad in ("0" * 32, "../../config", ""):
+        resp = client.post("/customers/import/confirm", data={"csrf_token": token, "token": bad,
+                                                              "expected": "1"})
+        assert resp.status_code == 404 and "已过期" in resp.get_data(as_text=True)
+
+
+def test_template_download_has_the_columns(client, make_user, auth):
+    """The template's first sheet has exactly the import columns."""
+    make_user("ann")
+    auth.login("ann")
+    resp = client.get("/customers/import/template.xlsx")
+    sheet = openpyxl.load_workbook(io.BytesIO(resp.data)).worksheets[0]
+    assert next(sheet.iter_rows(values_only=True)) == customer_import.COLUMNS
+    # The template itself imports cleanly (no rows, no error).
+    assert customer_import.read_rows(resp.data) == []
+
+
+def test_api_import(app, client, api_token, shop, sample):
+    """The API checks by default and imports with confirm=1."""
+    headers = api_token("ann")
+    resp = client.post("/api/v1/customers/import", headers=headers,
+                       data={"file": (io.BytesIO(sample), "x.xlsx")},
+                       content_type="multipart/form-data")
+    body = resp.get_json()
+    assert resp.status_code == 200 and body["valid"] == 10 and len(body["bad_rows"]) == 5
+    assert _db(app, lambda: Customer.select().count()) == 1
+    resp = client.post("/api/v1/customers/import?confirm=1&create_types=1", headers=headers,
+                       data={"file": (io.BytesIO(sample), "x.xlsx")},
+                       content_type="multipart/form-data")
+    assert resp.status_code == 201 and resp.get_json()["imported"] == 11
+    resp = client.post("/api/v1/customers/import", headers=headers)
+    assert resp.status_code == 422 and resp.get_json()["error"]["code"] == "missing_file"
+
+
+def test_cli_import(app, runner, shop, sample, tmp_path):
+    """`crm import-customers FILE` lists bad rows, then imports the valid ones."""
+    path = tmp_path / "会员.xlsx"
+    path.write_bytes(sample)
+    result = runner.invoke(args=["import-customers", str(path), "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert "第 14 行：请填写姓名" in result.output and "可导入 10 行" in result.output
+    assert _db(app, lambda: Customer.select().count()) == 1
+    result = runner.invoke(args=["import-customers", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "已导入 10 位客户" in result.output
+    assert _db(app, lambda: Customer.select().count()) == 11
+    bad = tmp_path / "bad.xlsx"
+    bad.write_bytes(b"nonsense")
+    result = runner.invoke(args=["import-customers", str(bad)])
+    assert result.exit_code == 1 and "无法读取文件" in result.output
