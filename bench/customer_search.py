@@ -121,6 +121,15 @@ def main():
         for sort in ("name", "last_visit"):
             samples = timed(lambda s=sort: customers.search("", sort=s, page=100), [()] * 20)
             print(f"  {'sort ' + sort + ', page 100':28s} {summary(samples)}")
+            samples = timed(lambda q, s=sort: customers.search(q, sort=s),
+                            kinds["name part (2 chars)"][:20])
+            print(f"  {'name part, sort ' + sort:28s} {summary(samples)}")
+        type_id = CustomerType.get(CustomerType.name == "VIP客户").id
+        samples = timed(lambda q: customers.search(q, type_id=type_id),
+                        kinds["last 4 digits of phone"][:20])
+        print(f"  {'last 4 digits + type filter':28s} {summary(samples)}")
+        samples = timed(lambda: customers.search("", archived=None), [()] * 20)
+        print(f"  {'all incl. archived':28s} {summary(samples)}")
 
     client = app.test_client()
     with app.app_context(), database.connection_context():
@@ -129,8 +138,11 @@ def main():
     print("\nsearch page request (whole Flask request incl. template, ms):")
     for label, queries in (("last 4 digits of phone", kinds["last 4 digits of phone"]),
                            ("name part (2 chars)", kinds["name part (2 chars)"])):
-        samples = timed(lambda q: client.get("/customers", query_string={"q": q},
-                                             headers={"HX-Request": "true"}), queries)
+        def page(q):
+            resp = client.get("/customers", query_string={"q": q}, headers={"HX-Request": "true"})
+            assert resp.status_code == 200 and "customer-table" in resp.get_data(as_text=True)
+
+        samples = timed(page, queries)
         print(f"  {label:28s} {summary(samples)}")
 
     if args.import_rows:
@@ -164,8 +176,9 @@ def _login(client):
 
     html = client.get("/login").get_data(as_text=True)
     token = re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
-    client.post("/login", data={"username": "bench", "password": "bench-password",
-                                "csrf_token": token})
+    resp = client.post("/login", data={"username": "bench", "password": "bench-password",
+                                       "csrf_token": token})
+    assert resp.status_code == 302, resp.get_data(as_text=True)
 
 
 if __name__ == "__main__":

@@ -137,11 +137,11 @@ class Customer(BaseModel):
     type = ForeignKeyField(CustomerType, null=True, backref="customers", column_name="type_id")
     birthday = DateField(null=True)
     remark = CharField(max_length=500, default="")
-    archived = BooleanField(default=False, index=True)
+    archived = BooleanField(default=False)
     created_by = ForeignKeyField(User, null=True, column_name="created_by")
     created_at = DateTimeField(default=now, index=True)
     updated_at = DateTimeField(default=now)
-    last_visit_at = DateTimeField(null=True, index=True)
+    last_visit_at = DateTimeField(null=True)
     # lower(name)|phone|customer_no, kept by save(); searched byte-wise (see migration 0003).
     search_text = CharField(max_length=120, default="")
 

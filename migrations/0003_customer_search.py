@@ -37,3 +37,8 @@ def up(migrator, db):
     ):
         if not _has_index(db, "t_customer", name):
             db.execute_sql(f"CREATE INDEX {name} ON t_customer ({', '.join(columns)})")
+    # The single-column indexes of 0001 lure MySQL's optimizer away from the covering ones
+    # (it walked t_customer_last_visit_at and read every row: 85 ms instead of 18 ms).
+    for name in ("t_customer_archived", "t_customer_last_visit_at"):
+        if _has_index(db, "t_customer", name):
+            migrator.migrate(migrator.drop_index("t_customer", name))

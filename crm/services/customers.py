@@ -2,7 +2,7 @@
 import json
 import re
 
-from peewee import JOIN, IntegrityError
+from peewee import JOIN, SQL, IntegrityError, fn
 
 from crm.db import db
 from crm.errors import Conflict, NotFound, ValidationError
@@ -183,22 +183,42 @@ def search(q="", type_id=None, archived=False, sort="created", page=1, per_page=
     """One page of customers matching `q` (part of name, phone or number) and the filters;
     returns (customers, total). archived: False (default), True, or None for both."""
     matching = Customer.search(q, type_id=type_id, archived=archived)
-    total = matching.count()
     order = {
         # search_text starts with the lower-cased name: the covering index sorts by name.
         "name": (Customer.search_text, Customer.id),
         # DESC puts NULL (never visited) last on both SQLite and MySQL.
         "last_visit": (Customer.last_visit_at.desc(), Customer.id.desc()),
     }.get(sort, (Customer.id.desc(),))
-    pages = max(1, -(-total // per_page))
-    page = min(max(1, page), pages)
-    # First the page's ids, from the covering index alone; then those rows with their types.
-    ids = [c.id for c in matching.select(Customer.id).order_by(*order).paginate(page, per_page)]
+
+    def page_ids(number):
+        if q:
+            # A search reads every index entry anyway: one pass gives the page and, through a
+            # window count, the total.
+            return list(matching.select(Customer.id, fn.COUNT(SQL("*")).over())
+                        .order_by(*order).paginate(number, per_page).tuples())
+        # Without one, the index order lets the database stop after the page; counting is cheap.
+        return [(row[0], None) for row in matching.select(Customer.id).order_by(*order)
+                .paginate(number, per_page).tuples()]
+
+    page = max(1, page)
+    found = page_ids(page)
+    total = found[0][1] if found and q else None
+    if total is None:
+        total = matching.count()
+        if not found and total:  # past the last page: show the last one
+            page = -(-total // per_page)
+            found = page_ids(page)
+    ids = [row[0] for row in found]
     rows = {c.id: c for c in (Customer.select(Customer, CustomerType)
                               .join(CustomerType, JOIN.LEFT_OUTER,
                                     on=(Customer.type == CustomerType.id))
                               .where(Customer.id.in_(ids or [0])))}
     return [rows[i] for i in ids], total
+
+
+def type_choices():
+    """(id, name) of every type, for filter and form drop-downs."""
+    return list(CustomerType.select(CustomerType.id, CustomerType.name).order_by(CustomerType.name))
 
 
 ACTIONS = {"customer.create": "新建", "customer.update": "修改", "customer.archive": "归档",

@@ -4,7 +4,7 @@ from pathlib import Path
 from flask import Blueprint, Response, current_app, flash, redirect, render_template, request, url_for
 
 from crm.errors import CrmError, ValidationError
-from crm.services import customer_import, customer_types, customers, excel
+from crm.services import customer_import, customers, excel
 from crm.web import actor
 
 bp = Blueprint("customers", __name__, url_prefix="/customers")
@@ -27,7 +27,7 @@ def index():
     rows, total = customers.search(**filters)
     template = "customers/_results.html" if request.headers.get("HX-Request") else "customers/index.html"
     return render_template(template, rows=rows, total=total, filters=filters,
-                           types=customer_types.list_types(), sorts=customers.SORTS,
+                           types=customers.type_choices(), sorts=customers.SORTS,
                            per_page=customers.PER_PAGE)
 
 
@@ -41,7 +41,7 @@ def export():
 
 
 def _form_page(template, status=200, **context):
-    return render_template(template, types=customer_types.list_types(), genders=customers.GENDERS,
+    return render_template(template, types=customers.type_choices(), genders=customers.GENDERS,
                            **context), status
 
 
