@@ -253,3 +253,24 @@ def test_cli_import(app, runner, shop, sample, tmp_path):
     bad.write_bytes(b"nonsense")
     result = runner.invoke(args=["import-customers", str(bad)])
     assert result.exit_code == 1 and "无法读取文件" in result.output
+
+
+def test_recheck_creates_missing_types_without_a_second_upload(app, client, make_user, auth, shop):
+    """The preview's "create the missing types" button re-checks the same upload; confirming
+    then creates the type and imports its rows."""
+    make_user("ann")
+    auth.login("ann")
+    token = csrf_token(client, "/customers/import")
+    html = client.post("/customers/import", data={
+        "csrf_token": token, "file": (io.BytesIO(sheet_bytes([BAD_ROWS[4]])), "x.xlsx")},
+        content_type="multipart/form-data").get_data(as_text=True)
+    assert "0</strong> 行可以导入" in html
+    stash = html.split('name="token" value="')[1].split('"')[0]
+    html = client.post("/customers/import/recheck", data={"csrf_token": token, "token": stash,
+                                                          "filename": "x.xlsx"}).get_data(as_text=True)
+    assert "1</strong> 行可以导入" in html and "确认导入时将自动创建" in html
+    resp = client.post("/customers/import/confirm", data={
+        "csrf_token": token, "token": stash, "filename": "x.xlsx", "expected": "1",
+        "create_types": "1"})
+    assert resp.status_code == 302
+    assert _db(app, lambda: CustomerType.select().where(CustomerType.name == "钻石会员").count()) == 1

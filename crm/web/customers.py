@@ -135,6 +135,20 @@ def import_preview():
                            filename=upload.filename)
 
 
+@bp.route("/import/recheck", methods=["POST"])
+def import_recheck():
+    """Check the stashed sheet again, this time creating the types it names that are missing."""
+    token = request.form.get("token", "")
+    try:
+        preview = customer_import.preview(customer_import.unstash(_stash_folder(), token),
+                                          create_types=True)
+    except CrmError as error:
+        flash(error.message, "danger")
+        return render_template("customers/import.html"), error.status
+    return render_template("customers/preview.html", preview=preview, token=token,
+                           filename=request.form.get("filename", "")[:100])
+
+
 @bp.route("/import/confirm", methods=["POST"])
 def import_confirm():
     """Import the valid rows of the previewed sheet, all in one transaction."""
