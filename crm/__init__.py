@@ -40,9 +40,10 @@ def create_app(test_config=None):
 
     crm_db.init_app(app)
 
-    from crm.services import users
+    from crm.services import ledger, users
 
     users.configure(app.config)
+    ledger.configure(app.config)
 
     from crm import web
 

@@ -25,6 +25,7 @@ DEFAULTS = {
     "API_TOKEN_HOURS": 12,
     "BCRYPT_ROUNDS": 12,
     "MAX_AMOUNT_FEN": 5_000_000,  # per-operation maximum: 50,000.00 yuan
+    "CONSUME_ORDER": "paid_first",  # or bonus_first: which part of a card a consumption draws first
     "SETUP_CODE": "",  # empty: a random one-time code printed to the console
     "LOG_LEVEL": "INFO",
 }

@@ -120,6 +120,23 @@ def schema_version(database=None):
     return sorted(m.name for m in runner.status() if m.applied)
 
 
+@contextmanager
+def snapshot(database=None):
+    """A read transaction that sees one consistent state of the whole database (reports, the
+    bank-invariant check, backups), while writers go on. MySQL: REPEATABLE READ with a consistent
+    snapshot; SQLite: a deferred read transaction, which WAL keeps on its snapshot."""
+    database = database or db.obj
+    if is_mysql(database):
+        database.execute_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        with database.atomic():
+            database.execute_sql("SELECT 1 FROM t_schema_version LIMIT 1")  # start the snapshot
+            yield database
+    else:
+        with database.atomic(lock_type="DEFERRED"):
+            database.execute_sql("SELECT 1 FROM t_schema_version LIMIT 1")
+            yield database
+
+
 def wait_for(database, seconds):
     """Try to connect for up to `seconds`; return True once the database answers."""
     deadline = time.monotonic() + seconds

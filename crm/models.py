@@ -212,7 +212,7 @@ class CardRecord(BaseModel):
     paid_after = BigIntegerField()
     bonus_after = BigIntegerField()
     payment_method = CharField(max_length=10, default="")
-    reverses = ForeignKeyField("self", null=True, column_name="reverses_id")
+    reverses = ForeignKeyField("self", null=True, column_name="reverses_id", unique=True)
     operator = ForeignKeyField(User, column_name="operator_id")
     request_id = CharField(max_length=64, default="", index=True)
     remark = CharField(max_length=200, default="")
@@ -279,6 +279,19 @@ class AuditLog(BaseModel):
         table_name = "t_audit_log"
 
 
+class RechargeRule(BaseModel):
+    """充 min_amount 送 bonus (fen): the largest rule a recharge reaches applies."""
+
+    min_amount = BigIntegerField()
+    bonus = BigIntegerField()
+    active = BooleanField(default=True)
+    created_by = IntegerField(null=True)
+    created_at = DateTimeField(default=now)
+
+    class Meta:
+        table_name = "t_recharge_rule"
+
+
 class Counter(BaseModel):
     """A named number that only goes up (customer numbers)."""
 
@@ -308,6 +321,7 @@ ALL_MODELS = (
     IdempotencyKey,
     AuditLog,
     Counter,
+    RechargeRule,
 )
 
 # Tables whose rows are never changed or removed once written; the database refuses it.

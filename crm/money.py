@@ -31,7 +31,13 @@ def parse_amount(value, max_fen=None, field="amount"):
         raise ValidationError("金额格式不正确，请输入数字，例如 100 或 99.50",
                               code="invalid_amount", field=field)
     whole, cents = match.group(1), (match.group(2) or "").ljust(2, "0")
-    fen = int(whole) * 100 + int(cents)
+    return check_fen(int(whole) * 100 + int(cents), max_fen, field)
+
+
+def check_fen(fen, max_fen=None, field="amount"):
+    """An amount in fen must be a whole number above zero and within the per-operation limit."""
+    if isinstance(fen, bool) or not isinstance(fen, int):
+        raise ValidationError("金额格式不正确", code="invalid_amount", field=field)
     if fen <= 0:
         raise ValidationError("金额必须大于 0", code="invalid_amount", field=field)
     if max_fen is not None and fen > max_fen:

@@ -1,0 +1,413 @@
+"""Member cards (卡账户管理) and consumption (消费记录管理): open, recharge, consume, reverse,
+freeze, report lost, reissue, close. Money moves only through crm.services.ledger."""
+import re
+
+from peewee import JOIN, IntegrityError
+
+from crm.db import db
+from crm.errors import Conflict, NotFound, ValidationError
+from crm.models import (
+    Card,
+    CardRecord,
+    ConsumeRecord,
+    Counter,
+    Customer,
+    CustomerType,
+    RechargeRule,
+    User,
+    now,
+)
+from crm.money import check_fen, format_yuan
+from crm.services import audit, validate
+from crm.services.ledger import (
+    BUSINESS_TYPES,
+    NOT_CLOSED,
+    PAYMENT_METHODS,
+    Line,
+    Settings,
+    once,
+    post,
+)
+
+_CARD_NO = re.compile(r"^[A-Za-z0-9\-]{4,32}$")
+REVERSIBLE = ("recharge", "bonus", "consume", "opening")
+
+
+def _remark(value):
+    return validate.text(value, "备注", "remark", 200)
+
+
+def _reason(value):
+    return validate.text(value, "原因", "reason", 200, required=True)
+
+
+def _method(value):
+    value = value or "cash"
+    if value not in PAYMENT_METHODS:
+        raise ValidationError("支付方式只能是 现金、微信、支付宝、银行卡 或 其他",
+                              code="invalid_payment_method", field="payment_method")
+    return value
+
+
+def _amount(fen, field="amount"):
+    return check_fen(fen, Settings.max_amount, field)
+
+
+def _bonus(fen):
+    """A hand-given bonus: zero or more, within the limit; None means "by the recharge rules"."""
+    if fen is None or fen == 0:
+        return fen
+    return _amount(fen, "bonus")
+
+
+def get_card(card_id):
+    """The card with its customer, or NotFound."""
+    card = (Card.select(Card, Customer).join(Customer)
+            .where(Card.id == card_id).first())
+    if card is None:
+        raise NotFound("会员卡不存在", code="card_not_found")
+    return card
+
+
+def card_by_no(card_no):
+    """The card with this number, or NotFound."""
+    card = Card.get_or_none(Card.card_no == (card_no or "").strip())
+    if card is None:
+        raise NotFound("会员卡不存在", code="card_not_found")
+    return get_card(card.id)
+
+
+def cards_of(customer_id):
+    """A customer's cards, active ones first."""
+    order = {"active": 0, "frozen": 1, "lost": 2, "closed": 3}
+    return sorted(Card.select().where(Card.customer == customer_id).order_by(Card.id),
+                  key=lambda c: order.get(c.status, 9))
+
+
+def _new_card_no(card_no):
+    card_no = (card_no or "").strip()
+    if not card_no:
+        return f"8{Counter.take('card'):07d}"
+    if not _CARD_NO.match(card_no):
+        raise ValidationError("卡号为 4–32 位字母、数字或 -", code="invalid_card_no", field="card_no")
+    if Card.select().where(Card.card_no == card_no).exists():
+        raise Conflict(f"卡号 {card_no} 已存在", code="duplicate_card_no", field="card_no")
+    return card_no
+
+
+def _create_card(actor, customer, card_no, remark=""):
+    try:
+        with db.atomic():
+            card = Card.create(card_no=_new_card_no(card_no), customer=customer.id,
+                               created_by=actor.user, remark=remark)
+    except IntegrityError:
+        raise Conflict(f"卡号 {card_no} 已存在", code="duplicate_card_no", field="card_no") from None
+    audit.record(actor, "card.open", "card", card.id, customer=customer.id, card_no=card.card_no)
+    return card
+
+
+def bonus_for(amount):
+    """The bonus the recharge rules give for a recharge of `amount` fen (the best rule reached)."""
+    rule = (RechargeRule.select().where(RechargeRule.active & (RechargeRule.min_amount <= amount))
+            .order_by(RechargeRule.bonus.desc()).first())
+    return rule.bonus if rule else 0
+
+
+def _recharge_lines(amount, bonus, method, remark):
+    lines = [Line("recharge", paid_delta=amount, payment_method=method, remark=remark)]
+    if bonus:
+        lines.append(Line("bonus", bonus_delta=bonus, remark=f"充值赠送 {remark}".strip()))
+    return lines
+
+
+def _result(posted, **extra):
+    card = posted.card
+    return {"card_id": card.id, "card_no": card.card_no, "record_id": posted.records[0].id,
+            "record_ids": [r.id for r in posted.records], "balance": card.money,
+            "paid_balance": card.paid_money, "bonus_balance": card.bonus_money, **extra}
+
+
+def open_card(actor, customer_id, key, card_no="", amount=None, bonus=None,
+              payment_method="cash", remark=""):
+    """Open a card for a customer, optionally with a first recharge, in one transaction."""
+    remark = _remark(remark)
+    if amount is not None:
+        amount, method = _amount(amount), _method(payment_method)
+        bonus = _bonus(bonus)
+    parts = ["open", customer_id, card_no, amount, bonus, payment_method, remark]
+
+    def operation():
+        customer = Customer.get_or_none(Customer.id == customer_id)
+        if customer is None:
+            raise NotFound("客户不存在", code="customer_not_found")
+        if customer.archived:
+            raise Conflict("该客户已归档，请先恢复再开卡", code="customer_archived")
+        card = _create_card(actor, customer, card_no, remark)
+        if amount is None:
+            return {"card_id": card.id, "card_no": card.card_no, "record_id": None,
+                    "record_ids": [], "balance": 0, "paid_balance": 0, "bonus_balance": 0}
+        given = bonus_for(amount) if bonus is None else bonus
+        posted = post(card.id, customer.id, amount + given,
+                      lambda paid, b: _recharge_lines(amount, given, method, remark),
+                      actor, key, verb="充值", visit=True)
+        return _result(posted, bonus=given)
+
+    return once(actor, key, parts, operation)
+
+
+def _card_or_404(card_id):
+    card = Card.get_or_none(Card.id == card_id)
+    if card is None:
+        raise NotFound("会员卡不存在", code="card_not_found")
+    return card
+
+
+def recharge(actor, card_id, key, amount, bonus=None, payment_method="cash", remark=""):
+    """充值: add paid money (and a bonus: by hand, or by the recharge rules when None)."""
+    amount, method, remark = _amount(amount), _method(payment_method), _remark(remark)
+    bonus = _bonus(bonus)
+    parts = ["recharge", card_id, amount, bonus, method, remark]
+
+    def operation():
+        card = _card_or_404(card_id)
+        given = bonus_for(amount) if bonus is None else bonus
+        posted = post(card_id, card.customer_id, amount + given,
+                      lambda paid, b: _recharge_lines(amount, given, method, remark),
+                      actor, key, verb="充值", visit=True)
+        return _result(posted, bonus=given)
+
+    return once(actor, key, parts, operation)
+
+
+def discounted(amount, discount):
+    """What a customer of a type with `discount` percent pays for `amount` (rounded half up)."""
+    if not discount or discount >= 100:
+        return amount
+    return max(1, (amount * discount + 50) // 100)
+
+
+def _draw(total, paid, bonus):
+    """How a consumption of `total` fen is drawn from the paid and bonus parts."""
+    if Settings.consume_order == "bonus_first":
+        from_bonus = min(bonus, total)
+        return total - from_bonus, from_bonus
+    from_paid = min(paid, total)
+    return from_paid, total - from_paid
+
+
+def consume(actor, card_id, key, amount, remark="", customer_id=None):
+    """消费: charge the card (the customer type's discount applies), in one transaction with the
+    consume record and the ledger entry. With customer_id, the card must be that customer's."""
+    amount, remark = _amount(amount), _remark(remark)
+    parts = ["consume", card_id, amount, remark, customer_id]
+
+    def operation():
+        card = _card_or_404(card_id)
+        if customer_id is not None and card.customer_id != customer_id:
+            raise Conflict("该卡不属于此客户，请重新选择", code="card_not_of_customer")
+        ctype = (CustomerType.select(CustomerType.discount).join(Customer)
+                 .where(Customer.id == card.customer_id).first())
+        discount = ctype.discount if ctype and ctype.discount and ctype.discount < 100 else None
+        charged = discounted(amount, discount)
+        stamp = now()
+
+        def split(paid, bonus):
+            from_paid, from_bonus = _draw(charged, paid, bonus)
+            return [Line("consume", paid_delta=-from_paid, bonus_delta=-from_bonus, remark=remark)]
+
+        posted = post(card_id, card.customer_id, -charged, split, actor, key, verb="消费",
+                      stamp=stamp, visit=True)
+        record = posted.records[0]
+        consumed = ConsumeRecord.create(
+            card=card_id, customer=card.customer_id, card_record=record.id,
+            original_amount=amount, discount=discount, amount=charged,
+            balance_after=record.balance_after, operator=actor.user, request_id=key,
+            remark=remark, created_at=stamp)
+        return _result(posted, consume_id=consumed.id, original_amount=amount,
+                       discount=discount, amount=charged)
+
+    return once(actor, key, parts, operation)
+
+
+def reverse(actor, record_id, key, reason):
+    """冲正 (admin): undo a recharge, bonus, opening or consumption with an opposite entry that
+    points at it. A recharge's bonus from the same request is reversed with it. An entry is
+    reversed at most once; a reversal that would make a balance negative is refused."""
+    reason = _reason(reason)
+    parts = ["reverse", record_id, reason]
+
+    def operation():
+        original = CardRecord.get_or_none(CardRecord.id == record_id)
+        if original is None:
+            raise NotFound("流水记录不存在", code="record_not_found")
+        if original.business_type not in REVERSIBLE:
+            raise Conflict(f"“{BUSINESS_TYPES.get(original.business_type)}”记录不能冲正",
+                           code="not_reversible")
+        targets = [original]
+        if original.business_type == "recharge" and original.request_id:
+            targets += list(CardRecord.select().where(
+                (CardRecord.card == original.card_id) & (CardRecord.business_type == "bonus")
+                & (CardRecord.request_id == original.request_id)))
+        if CardRecord.select().where(CardRecord.reverses.in_([t.id for t in targets])).exists():
+            raise Conflict("该记录已冲正过，不能重复冲正", code="already_reversed")
+        lines = [Line("reversal", paid_delta=-t.paid_delta, bonus_delta=-t.bonus_delta,
+                      remark=f"冲正 #{t.id}：{reason}"[:200], reverses=t.id) for t in targets]
+        total = sum(line.amount for line in lines)
+        try:
+            with db.atomic():
+                posted = post(original.card_id, original.customer_id, total,
+                              lambda paid, bonus: lines, actor, key, allowed=NOT_CLOSED,
+                              verb="冲正")
+        except IntegrityError:  # the unique index: a parallel reversal won
+            raise Conflict("该记录已冲正过，不能重复冲正", code="already_reversed") from None
+        if original.business_type == "consume":
+            first = ConsumeRecord.get(ConsumeRecord.card_record == original.id)
+            ConsumeRecord.create(
+                card=original.card_id, customer=original.customer_id,
+                card_record=posted.records[0].id, original_amount=-first.original_amount,
+                discount=first.discount, amount=-first.amount,
+                balance_after=posted.records[0].balance_after, operator=actor.user,
+                request_id=key, remark=posted.records[0].remark, created_at=posted.records[0].created_at)
+        audit.record(actor, "ledger.reverse", "card_record", original.id, reason=reason,
+                     reversal_ids=[r.id for r in posted.records])
+        return _result(posted, reversed_ids=[t.id for t in targets])
+
+    return once(actor, key, parts, operation)
+
+
+# --- card states ----------------------------------------------------------------------------
+
+TRANSITIONS = {
+    "freeze": (("active",), "frozen", "冻结"),
+    "unfreeze": (("frozen", "lost"), "active", "恢复正常"),
+    "report_lost": (("active", "frozen"), "lost", "挂失"),
+}
+
+
+def change_status(actor, card_id, action, reason):
+    """冻结 / 恢复正常 / 挂失, with a reason; audited."""
+    if action not in TRANSITIONS:
+        raise ValidationError("未知的操作", code="invalid_action")
+    allowed, target, label = TRANSITIONS[action]
+    reason = _reason(reason)
+    with db.atomic():
+        card = get_card(card_id)
+        changed = (Card.update(status=target, updated_at=now())
+                   .where((Card.id == card_id) & Card.status.in_(allowed)).execute())
+        if not changed:
+            raise Conflict(f"该卡状态为“{Card.STATUSES[card.status]}”，不能{label}",
+                           code="invalid_card_status")
+        audit.record(actor, f"card.{action}", "card", card_id, reason=reason,
+                     changes={"status": [card.status, target]})
+    return get_card(card_id)
+
+
+def close(actor, card_id, key, reason, payment_method="cash"):
+    """注销: pay the paid part back as a refund, void the bonus part, then close the card."""
+    reason, method = _reason(reason), _method(payment_method)
+    parts = ["close", card_id, reason, method]
+
+    def operation():
+        card = get_card(card_id)
+        stamp = now()
+
+        def split(paid, bonus):
+            lines = []
+            if paid:
+                lines.append(Line("refund", paid_delta=-paid, payment_method=method,
+                                  remark=f"注销退款：{reason}"[:200]))
+            if bonus:
+                lines.append(Line("bonus_void", bonus_delta=-bonus,
+                                  remark=f"注销，赠送金额不退：{reason}"[:200]))
+            return lines
+
+        result = {"card_id": card.id, "card_no": card.card_no, "refunded": card.paid_money,
+                  "bonus_voided": card.bonus_money, "record_ids": []}
+        if card.money:
+            posted = post(card.id, card.customer_id, -card.money, split, actor, key,
+                          allowed=NOT_CLOSED, verb="注销", stamp=stamp)
+            result["record_ids"] = [r.id for r in posted.records]
+        closed = (Card.update(status="closed", closed_at=stamp, updated_at=stamp)
+                  .where((Card.id == card.id) & (Card.status != "closed") & (Card.money == 0))
+                  .execute())
+        if not closed:
+            raise Conflict("该卡已注销", code="card_not_active")
+        audit.record(actor, "card.close", "card", card.id, reason=reason,
+                     refunded=card.paid_money, bonus_voided=card.bonus_money)
+        return {**result, "balance": 0}
+
+    return once(actor, key, parts, operation)
+
+
+def reissue(actor, card_id, key, reason, new_card_no=""):
+    """补卡: a new card takes the old one's paid and bonus money over by a transfer pair of
+    entries; the old card ends closed."""
+    reason = _reason(reason)
+    parts = ["reissue", card_id, reason, new_card_no]
+
+    def operation():
+        old = get_card(card_id)
+        if old.status == "closed":
+            raise Conflict("该卡已注销，不能补卡", code="card_not_active")
+        new = _create_card(actor, old.customer, new_card_no, f"补卡，原卡 {old.card_no}")
+        stamp = now()
+        moved = {}
+
+        def take_all(paid, bonus):
+            moved.update(paid=paid, bonus=bonus)
+            return [Line("transfer_out", paid_delta=-paid, bonus_delta=-bonus,
+                         remark=f"补卡转出至 {new.card_no}：{reason}"[:200])]
+
+        if old.money:
+            post(old.id, old.customer_id, -old.money, take_all, actor, key, allowed=NOT_CLOSED,
+                 verb="补卡", stamp=stamp)
+            post(new.id, old.customer_id, old.money,
+                 lambda paid, bonus: [Line("transfer_in", paid_delta=moved["paid"],
+                                           bonus_delta=moved["bonus"],
+                                           remark=f"补卡转入，原卡 {old.card_no}")],
+                 actor, key, verb="补卡", stamp=stamp)
+        closed = (Card.update(status="closed", closed_at=stamp, updated_at=stamp)
+                  .where((Card.id == old.id) & (Card.money == 0) & (Card.status != "closed"))
+                  .execute())
+        if not closed:
+            raise Conflict("原卡余额在办理中发生变化，请重试", code="card_changed")
+        audit.record(actor, "card.reissue", "card", old.id, reason=reason, new_card=new.card_no)
+        new = get_card(new.id)
+        return {"card_id": new.id, "card_no": new.card_no, "old_card_id": old.id,
+                "balance": new.money, "record_ids": []}
+
+    return once(actor, key, parts, operation)
+
+
+# --- reading --------------------------------------------------------------------------------
+
+def records(card_id, limit=200):
+    """A card's entries, newest first, with their operators and which were reversed."""
+    reversal = CardRecord.alias()
+    query = (CardRecord.select(CardRecord, User.username, User.display_name,
+                               reversal.id.alias("reversed_by"))
+             .join(User, on=(CardRecord.operator == User.id))
+             .switch(CardRecord)
+             .join(reversal, JOIN.LEFT_OUTER, on=(reversal.reverses == CardRecord.id))
+             .where(CardRecord.card == card_id)
+             .order_by(CardRecord.seq.desc()).limit(limit))
+    return list(query.objects())
+
+
+def receipt(record_id):
+    """A consumption's receipt: the entry, its consume record, card and customer."""
+    row = (ConsumeRecord.select(ConsumeRecord, CardRecord, Card, Customer, User)
+           .join(CardRecord, on=(ConsumeRecord.card_record == CardRecord.id))
+           .switch(ConsumeRecord).join(Card, on=(ConsumeRecord.card == Card.id))
+           .switch(ConsumeRecord).join(Customer, on=(ConsumeRecord.customer == Customer.id))
+           .switch(ConsumeRecord).join(User, on=(ConsumeRecord.operator == User.id))
+           .where(ConsumeRecord.card_record == record_id).first())
+    if row is None:
+        raise NotFound("没有这笔消费记录", code="record_not_found")
+    return row
+
+
+def describe(record):
+    """A one-line Chinese description of an entry, for lists and messages."""
+    label = BUSINESS_TYPES.get(record.business_type, record.business_type)
+    return f"{label} {format_yuan(record.amount)}"

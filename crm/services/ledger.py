@@ -1,0 +1,293 @@
+"""The money ledger: the only code that changes a card's balance.
+
+Every movement is one transaction that
+1. changes the card's total with one conditional UPDATE (card in an allowed state, total never
+   below zero), which also takes the card's row lock; no balance is read before it;
+2. under that lock, splits the movement into paid (本金) and bonus (赠送) parts from the locked row
+   and refuses any part that would go below zero;
+3. appends the entries to t_card_record, each sealed into the card's HMAC-SHA256 chain;
+4. writes the card's paid/bonus parts and chain head as plain values (so the order of SET
+   assignments, evaluated differently by MySQL and SQLite, can never matter);
+5. stores the request's idempotency key with its answer.
+"""
+import hashlib
+import hmac
+import json
+import re
+from dataclasses import dataclass, field
+
+from peewee import IntegrityError
+
+from crm.db import db
+from crm.errors import Conflict, NotFound, ValidationError
+from crm.models import Card, CardRecord, Customer, IdempotencyKey, now
+from crm.money import format_yuan
+
+BUSINESS_TYPES = {
+    "opening": "期初", "recharge": "充值", "bonus": "赠送", "consume": "消费", "reversal": "冲正",
+    "refund": "退款", "bonus_void": "赠送清零", "transfer_in": "转入", "transfer_out": "转出",
+}
+PAYMENT_METHODS = {"cash": "现金", "wechat": "微信", "alipay": "支付宝", "card": "银行卡",
+                   "other": "其他"}
+CONSUME_ORDERS = {"paid_first": "先扣本金，再扣赠送", "bonus_first": "先扣赠送，再扣本金"}
+_KEY = re.compile(r"^[A-Za-z0-9_\-]{8,64}$")
+
+
+class Settings:
+    """The money rules in force; the app sets them from its configuration at start."""
+
+    key = b""
+    max_amount = 5_000_000
+    consume_order = "paid_first"
+
+
+def configure(config):
+    """Take the ledger key and money rules from the app configuration."""
+    Settings.key = str(config["LEDGER_KEY"]).encode("utf-8")
+    Settings.max_amount = int(config["MAX_AMOUNT_FEN"])
+    order = config.get("CONSUME_ORDER", "paid_first")
+    if order not in CONSUME_ORDERS:
+        raise ValueError(f"CONSUME_ORDER must be one of {', '.join(CONSUME_ORDERS)}")
+    Settings.consume_order = order
+
+
+# --- the chain ----------------------------------------------------------------------------------
+
+def _message(entry, prev_hash):
+    """The bytes an entry's HMAC covers: every field that matters, in a fixed order."""
+    parts = (entry["card"], entry["customer"], entry["seq"], entry["business_type"],
+             entry["amount"], entry["paid_delta"], entry["bonus_delta"], entry["balance_after"],
+             entry["paid_after"], entry["bonus_after"], entry["payment_method"],
+             entry["reverses"] or "", entry["operator"], entry["request_id"], entry["remark"],
+             entry["created_at"].strftime("%Y-%m-%d %H:%M:%S"), prev_hash)
+    return "\x1f".join(str(p) for p in parts).encode("utf-8")
+
+
+def seal(entry, prev_hash):
+    """The HMAC-SHA256 (hex) of an entry linked to the previous entry's hash."""
+    return hmac.new(Settings.key, _message(entry, prev_hash), hashlib.sha256).hexdigest()
+
+
+def _record_fields(record):
+    """A stored CardRecord as the dict `seal` reads."""
+    return {"card": record.card_id, "customer": record.customer_id, "seq": record.seq,
+            "business_type": record.business_type, "amount": record.amount,
+            "paid_delta": record.paid_delta, "bonus_delta": record.bonus_delta,
+            "balance_after": record.balance_after, "paid_after": record.paid_after,
+            "bonus_after": record.bonus_after, "payment_method": record.payment_method,
+            "reverses": record.reverses_id, "operator": record.operator_id,
+            "request_id": record.request_id, "remark": record.remark,
+            "created_at": record.created_at}
+
+
+# --- posting ------------------------------------------------------------------------------------
+
+@dataclass
+class Line:
+    """One entry to append: its type and how it moves the paid and bonus parts (fen, signed)."""
+
+    business_type: str
+    paid_delta: int = 0
+    bonus_delta: int = 0
+    payment_method: str = ""
+    remark: str = ""
+    reverses: int | None = None
+
+    @property
+    def amount(self):
+        """The entry's signed total."""
+        return self.paid_delta + self.bonus_delta
+
+
+@dataclass
+class Posted:
+    """What a movement did: the card after it and the entries written."""
+
+    card: Card
+    records: list = field(default_factory=list)
+
+
+ACTIVE = ("active",)
+NOT_CLOSED = ("active", "frozen", "lost")
+
+
+def _refusal(card_id, total, allowed, verb):
+    """Why the conditional UPDATE changed nothing: no card, wrong state, or not enough money."""
+    card = Card.get_or_none(Card.id == card_id)
+    if card is None:
+        return NotFound("会员卡不存在", code="card_not_found")
+    if card.status not in allowed:
+        return Conflict(f"该卡状态为“{Card.STATUSES.get(card.status, card.status)}”，不能{verb}",
+                        code="card_not_active")
+    return Conflict(f"余额不足：卡内余额 {format_yuan(card.money)}，本次需扣 {format_yuan(-total)}",
+                    code="insufficient_balance")
+
+
+def post(card_id, customer_id, total, split, actor, request_id="", allowed=ACTIVE, verb="办理",
+         stamp=None, visit=False):
+    """Move `total` fen (signed) on a card as one or more entries; `split(paid, bonus)` returns
+    the Lines, given the card's parts as locked. Must run inside the caller's transaction.
+
+    Locks are always taken customer first, then card: the entries' foreign keys take shared
+    locks on the customer row, and two cards of one customer moving at once would otherwise
+    deadlock when each then wants the customer row for itself. A visit (recharge, consumption)
+    also records the customer's last visit."""
+    stamp = stamp or now()
+    (Customer.update(last_visit_at=stamp if visit else Customer.last_visit_at)
+     .where(Customer.id == customer_id).execute())
+    moved = (Card.update(money=Card.money + total, updated_at=stamp)
+             .where((Card.id == card_id) & Card.status.in_(allowed) & (Card.money + total >= 0))
+             .execute())
+    if not moved:
+        raise _refusal(card_id, total, allowed, verb)
+    card = Card.get_by_id(card_id)  # the row we now hold locked
+    paid, bonus = card.paid_money, card.bonus_money
+    lines = split(paid, bonus)
+    if sum(line.amount for line in lines) != total:
+        raise AssertionError("ledger lines do not add up to the movement")
+    prev_hash, seq, records = card.chain_head, card.entry_count, []
+    for line in lines:
+        paid += line.paid_delta
+        bonus += line.bonus_delta
+        if paid < 0 or bonus < 0:
+            part = "本金" if paid < 0 else "赠送金额"
+            raise Conflict(f"{part}不足，不能{verb}", code="insufficient_balance")
+        seq += 1
+        entry = {"card": card.id, "customer": card.customer_id, "seq": seq,
+                 "business_type": line.business_type, "amount": line.amount,
+                 "paid_delta": line.paid_delta, "bonus_delta": line.bonus_delta,
+                 "balance_after": paid + bonus, "paid_after": paid, "bonus_after": bonus,
+                 "payment_method": line.payment_method, "reverses": line.reverses,
+                 "operator": actor.user.id, "request_id": request_id, "remark": line.remark,
+                 "created_at": stamp}
+        entry["prev_hash"] = prev_hash
+        entry["hash"] = prev_hash = seal(entry, prev_hash)
+        records.append(CardRecord.create(**entry))
+    (Card.update(paid_money=paid, bonus_money=bonus, entry_count=seq, chain_head=prev_hash)
+     .where(Card.id == card.id).execute())
+    card.paid_money, card.bonus_money, card.money = paid, bonus, paid + bonus
+    card.entry_count, card.chain_head = seq, prev_hash
+    return Posted(card=card, records=records)
+
+
+# --- idempotency --------------------------------------------------------------------------------
+
+def check_key(key):
+    """An idempotency key must be 8–64 letters, digits, - or _ (a UUID fits)."""
+    if not isinstance(key, str) or not _KEY.match(key):
+        raise ValidationError("缺少或无效的请求编号（Idempotency-Key：8–64 位字母、数字、- 或 _）",
+                              code="missing_idempotency_key", status=400)
+    return key
+
+
+def _fingerprint(parts):
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _replay(found, fingerprint):
+    if not hmac.compare_digest(found.fingerprint, fingerprint):
+        raise Conflict("该请求编号已用于另一笔不同的操作，没有重复执行；请刷新页面后重新提交",
+                       code="idempotency_key_reused")
+    return {**json.loads(found.response), "replayed": True}
+
+
+def once(actor, key, parts, operation):
+    """Run `operation()` (which returns a JSON-able dict) once per key: the same key again returns
+    the first answer and moves nothing; the same key for a different request is refused. The key
+    is stored in the operation's own transaction, so a crash cannot separate them."""
+    check_key(key)
+    fingerprint = _fingerprint(parts)
+    found = IdempotencyKey.get_or_none(IdempotencyKey.key == key)
+    if found:
+        return _replay(found, fingerprint)
+    try:
+        with db.atomic():
+            result = operation()
+            IdempotencyKey.create(key=key, user=actor.user, fingerprint=fingerprint,
+                                  status_code=201, response=json.dumps(result, default=str))
+    except IntegrityError:
+        # The same key committed by a parallel request first: ours rolled back whole.
+        found = IdempotencyKey.get_or_none(IdempotencyKey.key == key)
+        if found is None:
+            raise
+        return _replay(found, fingerprint)
+    return {**result, "replayed": False}
+
+
+# --- verification -------------------------------------------------------------------------------
+
+@dataclass
+class Report:
+    """The result of recomputing every chain and balance."""
+
+    cards_checked: int = 0
+    entries_checked: int = 0
+    problems: list = field(default_factory=list)
+
+    @property
+    def ok(self):
+        """True when nothing was wrong."""
+        return not self.problems
+
+
+def _card_problems(card, records):
+    """What is wrong with one card's chain and balances, first bad entry first."""
+    problems = []
+    prev_hash, paid, bonus = "", 0, 0
+
+    def bad(record, text):
+        problems.append({"card_id": card.id, "card_no": card.card_no,
+                         "record_id": record.id if record else None,
+                         "seq": record.seq if record else None, "problem": text})
+
+    for expected_seq, record in enumerate(records, start=1):
+        if record.seq != expected_seq:
+            bad(record, f"序号应为 {expected_seq}，实为 {record.seq}（缺少或多出记录）")
+            return problems
+        paid += record.paid_delta
+        bonus += record.bonus_delta
+        if record.prev_hash != prev_hash:
+            bad(record, "与上一条记录的链接不符（记录被删除、插入或改动）")
+            return problems
+        if not hmac.compare_digest(seal(_record_fields(record), prev_hash), record.hash):
+            bad(record, "记录内容与其签名不符（记录被改动）")
+            return problems
+        if (record.amount != record.paid_delta + record.bonus_delta
+                or (record.paid_after, record.bonus_after, record.balance_after)
+                != (paid, bonus, paid + bonus)):
+            bad(record, "记录的金额与累计余额不符")
+            return problems
+        prev_hash = record.hash
+    last = records[-1] if records else None
+    if (card.paid_money, card.bonus_money, card.money) != (paid, bonus, paid + bonus):
+        bad(last, f"卡内余额 {format_yuan(card.money)} 与流水合计 {format_yuan(paid + bonus)} 不符")
+    elif card.entry_count != len(records) or card.chain_head != prev_hash:
+        bad(last, "卡上记录的最新签名与流水不符（最后的记录被删除或替换）")
+    return problems
+
+
+def verify(card_ids=None):
+    """Recompute every card's chain and check balance = sum of entries; name the first bad entry."""
+    report = Report()
+    cards = Card.select().order_by(Card.id)
+    if card_ids is not None:
+        cards = cards.where(Card.id.in_(list(card_ids)))
+    records = CardRecord.select().order_by(CardRecord.card, CardRecord.seq)
+    if card_ids is not None:
+        records = records.where(CardRecord.card.in_(list(card_ids)))
+    stream = iter(records.iterator())
+    pending = next(stream, None)
+    for card in cards.iterator():
+        own = []
+        while pending is not None and pending.card_id < card.id:
+            report.problems.append({"card_id": pending.card_id, "card_no": "",
+                                    "record_id": pending.id, "seq": pending.seq,
+                                    "problem": "记录所属的会员卡不存在"})
+            pending = next(stream, None)
+        while pending is not None and pending.card_id == card.id:
+            own.append(pending)
+            pending = next(stream, None)
+        report.cards_checked += 1
+        report.entries_checked += len(own)
+        report.problems.extend(_card_problems(card, own))
+    return report
