@@ -1,0 +1,194 @@
+"""Money under concurrency, on SQLite and MariaDB: many threads, each with its own connection."""
+import threading
+
+import pytest
+from peewee import fn
+
+from crm.db import snapshot
+from crm.errors import Conflict
+from crm.models import Card, CardRecord, ConsumeRecord
+from crm.services import cards
+from tests.ledger_helpers import key, make_shop
+
+
+def _threads(count, target):
+    errors = []
+
+    def guarded(index):
+        try:
+            target(index)
+        except Exception as error:  # noqa: BLE001 — collected and asserted on below
+            errors.append(repr(error))
+
+    threads = [threading.Thread(target=guarded, args=(i,)) for i in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    return errors
+
+
+def test_fifty_threads_drain_one_card_exactly(app):
+    """50 threads × 20 consumptions of 1.00 on a card holding 500.00: exactly 500 succeed, the
+    rest are refused for insufficient balance, the balance ends at 0.00 and the ledger verifies."""
+    shop = make_shop(app)
+    card_id = shop.open_card(amount=50000, bonus=0)
+    database = app.extensions["crm_db"]
+    outcomes = {"ok": 0, "refused": 0}
+    lock = threading.Lock()
+
+    def worker(index):
+        with app.app_context(), database.connection_context():
+            for _ in range(20):
+                try:
+                    cards.consume(shop.operator, card_id, key(), 100)
+                    result = "ok"
+                except Conflict as error:
+                    assert error.code == "insufficient_balance"
+                    result = "refused"
+                with lock:
+                    outcomes[result] += 1
+
+    assert _threads(50, worker) == []
+    assert outcomes == {"ok": 500, "refused": 500}
+    card = shop.card(card_id)
+    assert (card.money, card.paid_money, card.entry_count) == (0, 0, 501)
+    assert shop.do(lambda: ConsumeRecord.select().count()) == 500
+    assert shop.do(lambda: CardRecord.select().where(CardRecord.business_type == "consume")
+                   .count()) == 500
+    assert shop.verify().ok
+
+
+def test_mixed_recharge_and_consume_over_ten_cards(app):
+    """Recharges and consumptions from 20 threads over 10 cards (with bonus parts): every
+    balance equals the start plus what was recorded, parts never negative, ledger verifies."""
+    shop = make_shop(app)
+    card_ids = [shop.open_card(amount=2000, bonus=500) for _ in range(10)]
+    database = app.extensions["crm_db"]
+
+    def worker(index):
+        with app.app_context(), database.connection_context():
+            for step in range(15):
+                card_id = card_ids[(index + step) % 10]
+                try:
+                    if (index + step) % 3 == 0:
+                        cards.recharge(shop.operator, card_id, key(), 300, bonus=50)
+                    else:
+                        cards.consume(shop.operator, card_id, key(), 250)
+                except Conflict as error:
+                    assert error.code == "insufficient_balance"
+
+    assert _threads(20, worker) == []
+
+    def sums():
+        return {c: CardRecord.select(fn.SUM(CardRecord.amount)).where(CardRecord.card == c).scalar()
+                for c in card_ids}
+
+    recorded = shop.do(sums)
+    for card_id in card_ids:
+        card = shop.card(card_id)
+        assert card.money == recorded[card_id] == card.paid_money + card.bonus_money
+        assert card.paid_money >= 0 and card.bonus_money >= 0
+    report = shop.verify()
+    assert report.ok and report.cards_checked == 10
+
+
+def test_bank_invariant_holds_for_a_concurrent_reader(app):
+    """While 50 threads recharge and consume over 10 cards, a reader's one-transaction view
+    always finds the balances equal to the recorded entries, and never a negative balance."""
+    shop = make_shop(app)
+    card_ids = [shop.open_card(amount=5000, bonus=0) for _ in range(10)]
+    start_total = 50000
+    database = app.extensions["crm_db"]
+    done = threading.Event()
+    views = []
+
+    def reader():
+        with app.app_context(), database.connection_context():
+            while not done.is_set():
+                with snapshot(database):
+                    balances = Card.select(fn.SUM(Card.money)).scalar()
+                    entries = CardRecord.select(fn.SUM(CardRecord.amount)).scalar()
+                    opening = CardRecord.select(fn.SUM(CardRecord.amount)).where(
+                        CardRecord.seq == 1).scalar()
+                    lowest = Card.select(fn.MIN(Card.money)).scalar()
+                views.append((balances, entries, opening, lowest))
+
+    def worker(index):
+        with app.app_context(), database.connection_context():
+            for step in range(8):
+                card_id = card_ids[(index * 3 + step) % 10]
+                try:
+                    if step % 2:
+                        cards.recharge(shop.operator, card_id, key(), 100, bonus=0)
+                    else:
+                        cards.consume(shop.operator, card_id, key(), 700)
+                except Conflict:
+                    pass
+
+    watcher = threading.Thread(target=reader)
+    watcher.start()
+    errors = _threads(50, worker)
+    done.set()
+    watcher.join()
+    assert errors == []
+    assert len(views) >= 3
+    for balances, entries, opening, lowest in views:
+        assert balances == entries
+        assert opening == start_total
+        assert lowest >= 0
+
+
+@pytest.mark.backends("mysql")
+def test_connection_killed_mid_consumption_leaves_nothing(app, monkeypatch):
+    """The MySQL connection killed between the balance update and the records: no partial row,
+    no changed balance (the server rolls the open transaction back)."""
+    from tests.conftest import mysql_admin
+
+    shop = make_shop(app)
+    card_id = shop.open_card(amount=5000, bonus=0)
+    before = shop.counts()
+    database = app.extensions["crm_db"]
+    real_create = ConsumeRecord.create
+
+    def kill_then_create(**fields):
+        own_id = database.execute_sql("SELECT CONNECTION_ID()").fetchone()[0]
+        killer = mysql_admin()
+        with killer.cursor() as cursor:
+            cursor.execute(f"KILL {int(own_id)}")
+        killer.close()
+        return real_create(**fields)
+
+    monkeypatch.setattr(ConsumeRecord, "create", kill_then_create)
+    with pytest.raises(Exception):  # noqa: B017 — the driver's "lost connection" of any kind
+        shop.do(lambda: cards.consume(shop.operator, card_id, key(), 1000))
+    monkeypatch.setattr(ConsumeRecord, "create", real_create)
+    database.close_all()
+    assert shop.counts() == before
+    assert shop.verify().ok
+
+
+@pytest.mark.backends("sqlite")
+def test_connection_lost_mid_consumption_leaves_nothing_sqlite(app, monkeypatch):
+    """SQLite: the connection closed between the balance update and the records: nothing stays."""
+    shop = make_shop(app)
+    card_id = shop.open_card(amount=5000, bonus=0)
+    before = shop.counts()
+    database = app.extensions["crm_db"]
+    real_create = ConsumeRecord.create
+
+    def close_then_create(**fields):
+        database.connection().close()  # the raw sqlite3 connection goes away mid-transaction
+        return real_create(**fields)
+
+    monkeypatch.setattr(ConsumeRecord, "create", close_then_create)
+    with pytest.raises(Exception):  # noqa: B017 — sqlite3.ProgrammingError on the closed handle
+        with app.app_context():
+            database.connect(reuse_if_open=True)
+            try:
+                cards.consume(shop.operator, card_id, key(), 1000)
+            finally:
+                database._state.reset()
+    monkeypatch.setattr(ConsumeRecord, "create", real_create)
+    assert shop.counts() == before
+    assert shop.verify().ok
