@@ -34,6 +34,17 @@ def parse_amount(value, max_fen=None, field="amount"):
     return check_fen(int(whole) * 100 + int(cents), max_fen, field)
 
 
+def parse_optional(value, max_fen=None, field="bonus"):
+    """An optional amount that may be zero: None when not given ("" or None), else fen ≥ 0."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if isinstance(value, str) and value.strip() in ("0", "0.0", "0.00"):
+        return 0
+    if isinstance(value, int | float) and not isinstance(value, bool) and value == 0:
+        return 0
+    return parse_amount(value, max_fen, field)
+
+
 def check_fen(fen, max_fen=None, field="amount"):
     """An amount in fen must be a whole number above zero and within the per-operation limit."""
     if isinstance(fen, bool) or not isinstance(fen, int):

@@ -130,6 +130,86 @@ PATHS = {
     },
 }
 
+MONEY_ERRORS = {"400": _error("请求体不是 JSON 对象，或缺少 Idempotency-Key"),
+                "404": _error("会员卡不存在"),
+                "409": _error("余额不足、卡状态不允许、或请求编号已用于另一笔操作"),
+                "422": _error("金额或字段不合规")}
+KEY_HEADER = {"name": "Idempotency-Key", "in": "header", "required": True,
+              "schema": {"type": "string", "minLength": 8, "maxLength": 64,
+                         "pattern": "^[A-Za-z0-9_-]{8,64}$"},
+              "description": "每笔资金请求一个唯一编号；同一编号重发返回第一次的结果，不会重复扣款"}
+
+
+def _money_op(summary, op_id, body, ok="MoneyResult", admin=False, params=None):
+    return {"summary": summary, "operationId": op_id,
+            "parameters": [KEY_HEADER, *(params or [])], "requestBody": _body(body),
+            "responses": {"201": _json(ok, "已办理（或同一编号的第一次结果）"), **AUTH_ERRORS,
+                          **MONEY_ERRORS}}
+
+
+def _status_op(summary, op_id):
+    return {"summary": summary, "operationId": op_id, "requestBody": _body("Reason"),
+            "responses": {"200": _json("Card"), "400": _error("请求体不是 JSON 对象"),
+                          **AUTH_ERRORS, **NOT_FOUND, "409": _error("当前状态不允许"),
+                          "422": _error("缺少原因")}}
+
+
+CARD = _id_param("card_id")
+PATHS.update({
+    "/api/v1/customers/{customer_id}/cards": {
+        "parameters": _id_param("customer_id"),
+        "get": {"summary": "客户的会员卡", "operationId": "listCustomerCards",
+                "responses": {"200": _json("CardList"), **AUTH_ERRORS}},
+        "post": _money_op("开卡（可同时首次充值）", "openCard", "OpenCard", ok="OpenCardResult"),
+    },
+    "/api/v1/cards/{card_id}": {
+        "parameters": CARD,
+        "get": {"summary": "会员卡", "operationId": "getCard",
+                "responses": {"200": _json("Card"), **AUTH_ERRORS, **NOT_FOUND}},
+    },
+    "/api/v1/cards/{card_id}/records": {
+        "parameters": CARD,
+        "get": {"summary": "会员卡流水（新的在前）", "operationId": "cardRecords",
+                "responses": {"200": _json("RecordList"), **AUTH_ERRORS, **NOT_FOUND}},
+    },
+    "/api/v1/cards/{card_id}/recharge": {"parameters": CARD,
+                                         "post": _money_op("充值", "recharge", "Recharge")},
+    "/api/v1/cards/{card_id}/consume": {"parameters": CARD,
+                                        "post": _money_op("消费", "consume", "Consume")},
+    "/api/v1/cards/{card_id}/freeze": {"parameters": CARD, "post": _status_op("冻结", "freezeCard")},
+    "/api/v1/cards/{card_id}/unfreeze": {"parameters": CARD,
+                                         "post": _status_op("解冻 / 解除挂失", "unfreezeCard")},
+    "/api/v1/cards/{card_id}/report-lost": {"parameters": CARD,
+                                            "post": _status_op("挂失", "reportCardLost")},
+    "/api/v1/cards/{card_id}/reissue": {"parameters": CARD,
+                                        "post": _money_op("补卡", "reissueCard", "Reissue")},
+    "/api/v1/cards/{card_id}/close": {"parameters": CARD,
+                                      "post": _money_op("注销（退本金，赠送清零）", "closeCard",
+                                                        "Close")},
+    "/api/v1/records/{record_id}/reverse": {
+        "parameters": _id_param("record_id"),
+        "post": _money_op("冲正（管理员）", "reverseRecord", "Reason"),
+    },
+    "/api/v1/recharge-rules": {
+        "get": {"summary": "充值赠送规则", "operationId": "listRechargeRules",
+                "responses": {"200": _json("RuleList"), **AUTH_ERRORS}},
+        "post": {"summary": "添加充值赠送规则（管理员）", "operationId": "createRechargeRule",
+                 "requestBody": _body("RuleInput"),
+                 "responses": {"201": _json("Rule", "已添加"), **BODY_ERRORS, **AUTH_ERRORS,
+                               "409": _error("已有相同门槛的规则")}},
+    },
+    "/api/v1/recharge-rules/{rule_id}": {
+        "parameters": _id_param("rule_id"),
+        "delete": {"summary": "停用充值赠送规则（管理员）", "operationId": "retireRechargeRule",
+                   "responses": {"200": _json("Ok"), **AUTH_ERRORS, **NOT_FOUND}},
+    },
+    "/api/v1/ledger/verify": {
+        "get": {"summary": "账本校验（管理员）：重算签名链，核对余额 = 流水合计",
+                "operationId": "verifyLedger",
+                "responses": {"200": _json("VerifyReport"), **AUTH_ERRORS}},
+    },
+})
+
 _TEXT = {"type": "string"}
 _NULLABLE_TEXT = {"type": "string", "nullable": True}
 _CUSTOMER_FIELDS = {
@@ -200,6 +280,68 @@ SCHEMAS = {
                                                                     "items": _TEXT}}}}}},
     "ImportResult": {"type": "object", "properties": {"imported": {"type": "integer"}}},
 }
+
+_YUAN = {"type": "string", "pattern": "^-?[0-9]+[.][0-9]{2}$", "example": "100.00"}
+_AMOUNT_IN = {"oneOf": [{"type": "string", "example": "100.00"}, {"type": "number"}],
+              "description": "元，最多两位小数，大于 0，不超过单笔上限"}
+_METHOD = {"type": "string", "enum": ["cash", "wechat", "alipay", "card", "other"]}
+SCHEMAS.update({
+    "Card": {"type": "object", "required": ["id", "card_no", "customer_id", "status", "balance"],
+             "properties": {"id": {"type": "integer"}, "card_no": _TEXT,
+                            "customer_id": {"type": "integer"},
+                            "status": {"type": "string",
+                                       "enum": ["active", "frozen", "lost", "closed"]},
+                            "balance": _YUAN, "paid_balance": _YUAN, "bonus_balance": _YUAN}},
+    "CardList": {"type": "object", "properties": {"items": {
+        "type": "array", "items": {"$ref": "#/components/schemas/Card"}}}},
+    "Record": {"type": "object", "properties": {
+        "id": {"type": "integer"}, "card_id": {"type": "integer"}, "seq": {"type": "integer"},
+        "business_type": {"type": "string", "enum": ["opening", "recharge", "bonus", "consume",
+                                                     "reversal", "refund", "bonus_void",
+                                                     "transfer_in", "transfer_out"]},
+        "amount": _YUAN, "balance": _YUAN, "payment_method": _NULLABLE_TEXT,
+        "reverses_id": {"type": "integer", "nullable": True},
+        "reversed_by": {"type": "integer", "nullable": True},
+        "operator_id": {"type": "integer"}, "remark": _TEXT, "time": _TEXT}},
+    "RecordList": {"type": "object", "properties": {"items": {
+        "type": "array", "items": {"$ref": "#/components/schemas/Record"}}}},
+    "OpenCard": {"type": "object", "properties": {
+        "card_no": {"type": "string", "maxLength": 32}, "amount": _AMOUNT_IN, "bonus": _AMOUNT_IN,
+        "payment_method": _METHOD, "remark": {"type": "string", "maxLength": 200}}},
+    "Recharge": {"type": "object", "required": ["amount"], "properties": {
+        "amount": _AMOUNT_IN, "bonus": _AMOUNT_IN, "payment_method": _METHOD,
+        "remark": {"type": "string", "maxLength": 200}}},
+    "Consume": {"type": "object", "required": ["amount"], "properties": {
+        "amount": _AMOUNT_IN, "remark": {"type": "string", "maxLength": 200},
+        "customer_id": {"type": "integer"}}},
+    "Reason": {"type": "object", "required": ["reason"],
+               "properties": {"reason": {"type": "string", "minLength": 1, "maxLength": 200}}},
+    "Reissue": {"type": "object", "required": ["reason"], "properties": {
+        "reason": {"type": "string", "maxLength": 200}, "card_no": {"type": "string",
+                                                                    "maxLength": 32}}},
+    "Close": {"type": "object", "required": ["reason"], "properties": {
+        "reason": {"type": "string", "maxLength": 200}, "payment_method": _METHOD}},
+    "MoneyResult": {"type": "object", "required": ["card_id", "balance"], "properties": {
+        "card_id": {"type": "integer"}, "card_no": _TEXT,
+        "record_id": {"type": "integer", "nullable": True},
+        "record_ids": {"type": "array", "items": {"type": "integer"}}, "balance": _YUAN,
+        "paid_balance": _YUAN, "bonus_balance": _YUAN, "bonus": _YUAN, "amount": _YUAN,
+        "original_amount": _YUAN, "discount": {"type": "integer", "nullable": True},
+        "consume_id": {"type": "integer"}, "replayed": {"type": "boolean"}}},
+    "OpenCardResult": {"allOf": [{"$ref": "#/components/schemas/Card"},
+                                 {"$ref": "#/components/schemas/MoneyResult"}]},
+    "Rule": {"type": "object", "properties": {"id": {"type": "integer"}, "min_amount": _YUAN,
+                                              "bonus": _YUAN}},
+    "RuleList": {"type": "object", "properties": {"items": {
+        "type": "array", "items": {"$ref": "#/components/schemas/Rule"}}}},
+    "RuleInput": {"type": "object", "required": ["min_amount", "bonus"],
+                  "properties": {"min_amount": _AMOUNT_IN, "bonus": _AMOUNT_IN}},
+    "VerifyReport": {"type": "object", "required": ["ok", "cards_checked", "problems"],
+                     "properties": {"ok": {"type": "boolean"},
+                                    "cards_checked": {"type": "integer"},
+                                    "entries_checked": {"type": "integer"},
+                                    "problems": {"type": "array", "items": {"type": "object"}}}},
+})
 
 
 def document():

@@ -179,6 +179,14 @@ def recharge(actor, card_id, key, amount, bonus=None, payment_method="cash", rem
     return once(actor, key, parts, operation)
 
 
+def customer_discount(customer_id):
+    """The member discount (percent charged) of the customer's type, or None."""
+    ctype = (CustomerType.select(CustomerType.discount)
+             .join(Customer, on=(Customer.type == CustomerType.id))
+             .where(Customer.id == customer_id).first())
+    return ctype.discount if ctype and ctype.discount and ctype.discount < 100 else None
+
+
 def discounted(amount, discount):
     """What a customer of a type with `discount` percent pays for `amount` (rounded half up)."""
     if not discount or discount >= 100:
@@ -205,9 +213,7 @@ def consume(actor, card_id, key, amount, remark="", customer_id=None):
         card = _card_or_404(card_id)
         if customer_id is not None and card.customer_id != customer_id:
             raise Conflict("该卡不属于此客户，请重新选择", code="card_not_of_customer")
-        ctype = (CustomerType.select(CustomerType.discount).join(Customer)
-                 .where(Customer.id == card.customer_id).first())
-        discount = ctype.discount if ctype and ctype.discount and ctype.discount < 100 else None
+        discount = customer_discount(card.customer_id)
         charged = discounted(amount, discount)
         stamp = now()
 
@@ -405,6 +411,18 @@ def receipt(record_id):
     if row is None:
         raise NotFound("没有这笔消费记录", code="record_not_found")
     return row
+
+
+def counter_search(q, limit=10):
+    """The consume counter's search: customers matching q, each with their cards (two queries)."""
+    if not (q or "").strip():
+        return []
+    found = list(Customer.search(q).order_by(Customer.id.desc()).limit(limit))
+    held = {}
+    for card in (Card.select().where(Card.customer.in_([c.id for c in found] or [0]))
+                 .order_by(Card.id)):
+        held.setdefault(card.customer_id, []).append(card)
+    return [(customer, held.get(customer.id, [])) for customer in found]
 
 
 def describe(record):

@@ -291,3 +291,23 @@ def verify(card_ids=None):
         report.entries_checked += len(own)
         report.problems.extend(_card_problems(card, own))
     return report
+
+
+def verify_and_audit(actor):
+    """Run `verify` and write the run and its result to the audit log."""
+    report = verify()
+    from crm.services import audit
+
+    audit.record(actor, "ledger.verify", "ledger", "", ok=report.ok,
+                 cards_checked=report.cards_checked, entries_checked=report.entries_checked,
+                 problems=report.problems[:50])
+    return report
+
+
+def last_verification():
+    """The newest ledger check in the audit log, as (time, detail dict), or None."""
+    from crm.models import AuditLog
+
+    row = (AuditLog.select().where(AuditLog.action == "ledger.verify")
+           .order_by(AuditLog.id.desc()).first())
+    return (row.created_at, json.loads(row.detail)) if row else None

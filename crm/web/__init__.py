@@ -1,5 +1,6 @@
 """The browser UI: login handling, the role check, error pages and security headers."""
 import functools
+import uuid
 
 from flask import flash, jsonify, redirect, render_template, request, url_for
 from flask_login import LoginManager, current_user
@@ -7,7 +8,7 @@ from flask_wtf.csrf import CSRFError, CSRFProtect
 from peewee import InterfaceError, OperationalError
 
 from crm.errors import CrmError
-from crm.money import format_yuan
+from crm.money import format_fen, format_yuan
 from crm.services import Actor
 from crm.services import users as user_service
 
@@ -67,12 +68,15 @@ def init_app(app):
     login_manager.init_app(app)
     login_manager.session_protection = None  # the server-side token is the protection
 
-    from crm.web import admin, auth, customer_types, customers, main
+    from crm.web import admin, auth, cards, customer_types, customers, main
 
-    for blueprint in (auth.bp, main.bp, admin.bp, customers.bp, customer_types.bp):
+    for blueprint in (auth.bp, main.bp, admin.bp, customers.bp, customer_types.bp, cards.bp):
         app.register_blueprint(blueprint)
 
     app.jinja_env.filters["yuan"] = format_yuan
+    app.jinja_env.filters["fen"] = format_fen
+    # Each money form carries a fresh idempotency key, made when the form is drawn.
+    app.jinja_env.globals["new_key"] = lambda: uuid.uuid4().hex
 
     @app.before_request
     def _require_login():

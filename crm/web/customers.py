@@ -4,7 +4,7 @@ from pathlib import Path
 from flask import Blueprint, Response, current_app, flash, redirect, render_template, request, url_for
 
 from crm.errors import CrmError, ValidationError
-from crm.services import customer_import, customers, excel
+from crm.services import cards, customer_import, customers, excel, ledger
 from crm.web import actor
 
 bp = Blueprint("customers", __name__, url_prefix="/customers")
@@ -62,7 +62,8 @@ def create():
 def detail(customer_id):
     """One customer: profile, cards, latest activity, edit history."""
     return render_template("customers/detail.html", customer=customers.get_customer(customer_id),
-                           history=customers.history(customer_id))
+                           history=customers.history(customer_id),
+                           cards=cards.cards_of(customer_id), methods=ledger.PAYMENT_METHODS)
 
 
 @bp.route("/<int:customer_id>/edit", methods=["GET", "POST"])

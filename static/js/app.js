@@ -13,6 +13,11 @@
       button.disabled = true;
     });
   });
+  // Buttons that print the page (the receipt's print CSS shows only the receipt).
+  document.addEventListener("click", function (event) {
+    var target = event.target.closest("[data-action=print]");
+    if (target) window.print();
+  });
   // Coming back with the browser's Back button shows the page as it was left: enable it again.
   window.addEventListener("pageshow", function (event) {
     if (!event.persisted) return;
