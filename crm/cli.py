@@ -88,7 +88,26 @@ def import_customers_command(file, create_types, dry_run):
     click.echo(f"已导入 {count} 位客户")
 
 
-COMMANDS = (run_command, migrate_command, create_admin_command, import_customers_command)
+@click.command("verify")
+@with_appcontext
+def verify_command():
+    """Recompute every card's ledger chain and check balance = sum of entries; exit 1 on problems."""
+    from crm.services import SYSTEM, ledger
+
+    database = current_app.extensions["crm_db"]
+    with database.connection_context():
+        report = ledger.verify_and_audit(SYSTEM)
+    for problem in report.problems:
+        click.echo(f"卡 {problem['card_no'] or problem['card_id']} 流水 {problem['record_id']} "
+                   f"(序号 {problem['seq']})：{problem['problem']}")
+    click.echo(f"已检查 {report.cards_checked} 张卡、{report.entries_checked} 条流水："
+               + ("全部正确" if report.ok else f"发现 {len(report.problems)} 处问题"))
+    if not report.ok:
+        sys.exit(1)
+
+
+COMMANDS = (run_command, migrate_command, create_admin_command, import_customers_command,
+            verify_command)
 
 
 def init_app(app):

@@ -216,6 +216,15 @@ def make_user(app):
     return make
 
 
+def pdf_text(data):
+    """The text of a PDF, as poppler's pdftotext reads it (what a person would copy out)."""
+    import subprocess
+
+    result = subprocess.run(["pdftotext", "-layout", "-", "-"], input=data, capture_output=True,
+                            check=True, timeout=60)
+    return result.stdout.decode("utf-8")
+
+
 def csrf_token(client, path="/login"):
     """The CSRF token of the form on `path`."""
     html = client.get(path).get_data(as_text=True)
