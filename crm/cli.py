@@ -63,17 +63,26 @@ def create_admin_command(username, password, display_name):
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
 @click.option("--create-types", is_flag=True, help="自动创建表格中系统里没有的客户类型")
 @click.option("--dry-run", is_flag=True, help="只检查，不导入")
+@click.option("--user", "username", default="", help="以哪位用户的名义导入（默认：第一位管理员）")
 @with_appcontext
-def import_customers_command(file, create_types, dry_run):
+def import_customers_command(file, create_types, dry_run, username):
     """Import customers from an .xlsx sheet: every bad row is listed; the valid ones are imported
-    in one transaction (the same rules as the web page)."""
+    in one transaction (the same rules as the web page). Opening balances are recorded as
+    entered by --user (default: the first active admin)."""
     from pathlib import Path
 
-    from crm.services import SYSTEM, customer_import
+    from crm.models import User
+    from crm.services import Actor, customer_import
 
     data = Path(file).read_bytes()
     database = current_app.extensions["crm_db"]
     with database.connection_context():
+        query = User.select().where(User.active).order_by(User.id)
+        user = (query.where(User.username == username.strip().lower()) if username
+                else query.where(User.role == "admin")).first()
+        if user is None:
+            raise click.ClickException("找不到导入用户：请先创建管理员，或用 --user 指定用户名")
+        actor = Actor(user=user, ip="cli")
         try:
             preview = customer_import.preview(data, create_types=create_types)
             for row in preview.bad_rows:
@@ -81,7 +90,7 @@ def import_customers_command(file, create_types, dry_run):
             click.echo(f"可导入 {len(preview.valid_rows)} 行，有问题 {len(preview.bad_rows)} 行")
             if dry_run:
                 return
-            count = customer_import.run(SYSTEM, data, Path(file).name, create_types=create_types,
+            count = customer_import.run(actor, data, Path(file).name, create_types=create_types,
                                         expected=len(preview.valid_rows))
         except CrmError as error:
             raise click.ClickException(error.message) from None

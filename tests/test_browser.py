@@ -99,3 +99,42 @@ def test_customer_flow(page, make_user):
     expect(page.locator("#customer-history")).to_contain_text("13912345678")
     expect(page.locator("#customer-history")).to_contain_text("13900001111")
     expect(page.locator("#customer-name")).to_have_text("李小龙")
+
+
+def test_flow_one_consume_by_keyboard_and_double_click(app, page):
+    """Flow one: search by phone → the card → consume (keyboard only) → the result shows the
+    new balance → receipt; a double-click on submit charges once."""
+    from crm.models import ConsumeRecord
+    from tests.ledger_helpers import make_shop, run
+
+    shop = make_shop(app)
+    card_id = shop.open_card(amount=10000, bonus=0, card_no="F-0001")
+    page.goto("/login")
+    page.fill("#username", "ann")
+    page.fill("#password", PASSWORD)
+    page.press("#password", "Enter")
+    page.click("#side-menu >> text=消费收银")
+    expect(page.locator("#q")).to_be_focused()
+    page.keyboard.type("8000")
+    page.keyboard.press("Enter")
+    expect(page.locator("#counter-results")).to_contain_text("F-0001")
+    expect(page.locator(".card-balance")).to_have_text("¥100.00")
+    page.click(".consume-link")
+    expect(page.locator("#amount")).to_be_focused()
+    expect(page.locator("#amount")).to_have_attribute("inputmode", "decimal")
+    page.keyboard.type("12.50")
+    page.keyboard.press("Tab")
+    page.keyboard.type("剪发")
+    page.keyboard.press("Enter")
+    expect(page.locator("#new-balance")).to_have_text("¥87.50")
+    expect(page.locator("#receipt")).to_contain_text("张三")
+    expect(page.locator("#receipt")).to_contain_text("¥12.50")
+    page.reload()  # a refresh of the result page moves no money
+    expect(page.locator("#new-balance")).to_have_text("¥87.50")
+
+    page.goto(f"/cards/{card_id}/consume?customer_id={shop.customer_id}")
+    page.fill("#amount", "20")
+    page.dblclick("#consume-form button[type=submit]")
+    expect(page.locator("#new-balance")).to_have_text("¥67.50")
+    assert shop.card(card_id).money == 6750
+    assert run(app, lambda: ConsumeRecord.select().count()) == 2

@@ -115,7 +115,8 @@ def test_confirm_imports_exactly_the_valid_rows_then_nothing_again(app, client, 
     assert imported["Wang Lei"].gender == "男"
     assert _db(app, lambda: AuditLog.select().where(AuditLog.action == "customer.create").count()) == 11
     summary = _db(app, lambda: AuditLog.get(AuditLog.action == "customer.import"))
-    assert json.loads(summary.detail) == {"file": "会员.xlsx", "imported": 10, "refused": 5}
+    assert json.loads(summary.detail) == {"file": "会员.xlsx", "imported": 10, "refused": 5,
+                                          "cards": 0}
     # The same file again: every row is now a duplicate; nothing new comes in.
     preview = _db(app, lambda: customer_import.preview(sample))
     assert len(preview.valid_rows) == 0
@@ -237,8 +238,9 @@ def test_api_import(app, client, api_token, shop, sample):
     assert resp.status_code == 422 and resp.get_json()["error"]["code"] == "missing_file"
 
 
-def test_cli_import(app, runner, shop, sample, tmp_path):
+def test_cli_import(app, runner, shop, sample, tmp_path, make_user):
     """`crm import-customers FILE` lists bad rows, then imports the valid ones."""
+    make_user("boss", role="admin")
     path = tmp_path / "会员.xlsx"
     path.write_bytes(sample)
     result = runner.invoke(args=["import-customers", str(path), "--dry-run"])
@@ -274,3 +276,43 @@ def test_recheck_creates_missing_types_without_a_second_upload(app, client, make
         "create_types": "1"})
     assert resp.status_code == 302
     assert _db(app, lambda: CustomerType.select().where(CustomerType.name == "钻石会员").count()) == 1
+
+
+def test_opening_balances_become_cards_with_opening_entries(app, shop):
+    """卡号 and 期初余额 columns: each balance becomes a card with one sealed 期初 entry; a missing
+    number is generated; repeated or taken numbers and bad balances are refused per row."""
+    from crm.models import Card, CardRecord, User
+    from crm.services import Actor, cards, ledger
+    from crm.services import users as user_service
+    from tests.ledger_helpers import key
+
+    header = ("姓名", "电话", "卡号", "期初余额")
+    boss = _db(app, lambda: user_service.create_user(SYSTEM, "boss", "correct-horse-9", "admin"))
+    actor = Actor(boss, "127.0.0.1")
+    customer = _db(app, lambda: Customer.get(Customer.name == "老王"))
+    _db(app, lambda: cards.open_card(actor, customer.id, key(), card_no="OLD-1"))
+    data = sheet_bytes([
+        ("甲", "13000000001", "M-0001", "100.50"),
+        ("乙", "13000000002", "", 88),
+        ("丙", "13000000003", "M-0003", ""),
+        ("丁", "13000000004", "M-0001", "5"),
+        ("戊", "13000000005", "OLD-1", "5"),
+        ("己", "13000000006", "M-0006", "abc"),
+        ("庚", "13000000007", "M 7", "1"),
+    ], header=header, title_rows=())
+    preview = _db(app, lambda: customer_import.preview(data))
+    assert {r.line: r.problems(False) for r in preview.bad_rows} == {
+        5: ["卡号与第 2 行重复"], 6: ["卡号 OLD-1 已存在"],
+        7: ["期初余额：金额格式不正确，请输入数字，例如 100 或 99.50"],
+        8: ["卡号为 4–32 位字母、数字或 -"]}
+    assert _db(app, lambda: customer_import.run(actor, data, "旧账.xlsx")) == 3
+    opened = _db(app, lambda: {c.card_no: c for c in Card.select().where(Card.remark == "导入")})
+    assert sorted(opened) == ["80000001", "M-0001", "M-0003"]
+    assert (opened["M-0001"].money, opened["80000001"].money, opened["M-0003"].money) == (
+        10050, 8800, 0)
+    entries = _db(app, lambda: list(CardRecord.select().where(
+        CardRecord.business_type == "opening").order_by(CardRecord.amount)))
+    assert [e.amount for e in entries] == [8800, 10050]
+    assert all(e.operator_id == boss.id for e in entries)
+    assert _db(app, ledger.verify).ok
+    assert _db(app, lambda: User.select().count()) == 1

@@ -84,12 +84,23 @@ def cards_of(customer_id):
                   key=lambda c: order.get(c.status, 9))
 
 
+def generated_card_no(number):
+    """A card number made by the system from the t_counter "card" sequence: 8 and 7 digits."""
+    return f"8{number:07d}"
+
+
+def check_card_no(card_no):
+    """A typed card number: 4–32 letters, digits or -."""
+    if not _CARD_NO.match(card_no):
+        raise ValidationError("卡号为 4–32 位字母、数字或 -", code="invalid_card_no", field="card_no")
+    return card_no
+
+
 def _new_card_no(card_no):
     card_no = (card_no or "").strip()
     if not card_no:
-        return f"8{Counter.take('card'):07d}"
-    if not _CARD_NO.match(card_no):
-        raise ValidationError("卡号为 4–32 位字母、数字或 -", code="invalid_card_no", field="card_no")
+        return generated_card_no(Counter.take("card"))
+    check_card_no(card_no)
     if Card.select().where(Card.card_no == card_no).exists():
         raise Conflict(f"卡号 {card_no} 已存在", code="duplicate_card_no", field="card_no")
     return card_no

@@ -14,10 +14,12 @@ import openpyxl
 
 from crm.db import db
 from crm.errors import Conflict, CrmError, NotFound, ValidationError
-from crm.models import AuditLog, Counter, Customer, CustomerType, now
-from crm.services import audit, customers, validate
+from crm.models import AuditLog, Card, Counter, Customer, CustomerType, now
+from crm.money import parse_optional
+from crm.services import audit, cards, customers, ledger, validate
 
-COLUMNS = ("姓名", "性别", "电话", "地址", "客户类型", "生日", "备注")
+COLUMNS = ("姓名", "性别", "电话", "地址", "客户类型", "生日", "备注", "卡号", "期初余额")
+OPENING_MAX = 100_000_000  # 1,000,000.00 yuan: a sanity bound for one card's opening balance
 MAX_ROWS = 50_000
 HEADER_SEARCH_ROWS = 20
 # What real sheets call each column (compared without spaces, asterisks and case).
@@ -29,6 +31,8 @@ HEADERS = {
     "type": ("客户类型", "类型", "会员类型", "会员等级", "客户分类", "type"),
     "birthday": ("生日", "出生日期", "出生年月日", "birthday"),
     "remark": ("备注", "说明", "remark", "note", "notes"),
+    "card_no": ("卡号", "会员卡号", "card_no", "card"),
+    "opening": ("期初余额", "卡内余额", "余额", "储值余额", "opening_balance", "balance"),
 }
 _HEADER_JUNK = re.compile(r"[\s*＊:：()（）]")
 
@@ -139,6 +143,15 @@ def _check_row(row, type_ids):
             row.values[key] = check()
         except ValidationError as error:
             row.errors.append((key, error.message))
+    card_no, opening = _display(raw.get("card_no")), _display(raw.get("opening"))
+    try:
+        row.values["card_no"] = cards.check_card_no(card_no) if card_no else ""
+    except ValidationError as error:
+        row.errors.append(("card_no", error.message))
+    try:
+        row.values["opening"] = parse_optional(opening, OPENING_MAX, "opening") or 0
+    except ValidationError as error:
+        row.errors.append(("opening", f"期初余额：{error.message}"))
     type_name = _display(raw.get("type"))[:50]
     row.values["type_name"] = type_name
     if type_name and type_name not in type_ids:
@@ -170,7 +183,28 @@ def preview(data, create_types=False):
         holder = taken.get(row.values.get("phone"))
         if holder:
             row.errors.append(("phone", customers.duplicate_phone(holder).message))
+    _check_card_numbers(rows)
     return Preview(rows=rows, create_types=create_types)
+
+
+def _check_card_numbers(rows):
+    """Card numbers must be new: not twice in the file, not held by an existing card."""
+    first_line = {}
+    for row in rows:
+        number = row.values.get("card_no")
+        if number:
+            if number in first_line:
+                row.errors.append(("card_no", f"卡号与第 {first_line[number]} 行重复"))
+            else:
+                first_line[number] = row.line
+    numbers = list(first_line)
+    existing = set()
+    for start in range(0, len(numbers), 500):
+        existing |= {c.card_no for c in Card.select(Card.card_no)
+                     .where(Card.card_no.in_(numbers[start:start + 500]))}
+    for row in rows:
+        if row.values.get("card_no") in existing:
+            row.errors.append(("card_no", f"卡号 {row.values['card_no']} 已存在"))
 
 
 def run(actor, data, filename="", create_types=False, expected=None):
@@ -196,6 +230,8 @@ def run(actor, data, filename="", create_types=False, expected=None):
         for offset, row in enumerate(valid):
             values = dict(row.values)
             type_name = values.pop("type_name")
+            values.pop("card_no")
+            values.pop("opening")
             number = customers.format_number(first + offset)
             records.append({**values, "type": type_ids.get(type_name), "customer_no": number,
                             "search_text": Customer.make_search_text(values["name"],
@@ -215,9 +251,41 @@ def run(actor, data, filename="", create_types=False, expected=None):
                    for r, row in zip(records, valid, strict=True)]
         for start in range(0, len(entries), 500):
             AuditLog.insert_many(entries[start:start + 500]).execute()
+        opened = _open_cards(actor, valid, [ids[r["customer_no"]] for r in records], stamp)
         audit.record(actor, "customer.import", "customer", "", file=filename, imported=len(valid),
-                     refused=len(checked.bad_rows))
+                     refused=len(checked.bad_rows), cards=opened)
     return len(valid)
+
+
+def _open_cards(actor, rows, customer_ids, stamp):
+    """Cards for the rows that name a card number or an opening balance, with their 期初 entries."""
+    wanted = [(row, cid) for row, cid in zip(rows, customer_ids, strict=True)
+              if row.values["card_no"] or row.values["opening"]]
+    if not wanted:
+        return 0
+    if any(row.values["opening"] for row, _ in wanted) and actor.user is None:
+        raise ValidationError("导入期初余额需要以某位用户的身份进行", code="operator_required")
+    blanks = sum(1 for row, _ in wanted if not row.values["card_no"])
+    number = Counter.take("card", blanks) if blanks else 0
+    new_cards = []
+    for row, customer_id in wanted:
+        card_no = row.values["card_no"]
+        if not card_no:
+            card_no, number = cards.generated_card_no(number), number + 1
+        new_cards.append({"card_no": card_no, "customer": customer_id, "created_at": stamp,
+                          "updated_at": stamp, "remark": "导入",
+                          "created_by": actor.user.id if actor.user else None})
+    for start in range(0, len(new_cards), 500):
+        Card.insert_many(new_cards[start:start + 500]).execute()
+    card_ids = {}
+    numbers = [c["card_no"] for c in new_cards]
+    for start in range(0, len(numbers), 500):
+        card_ids.update({c.card_no: c.id for c in Card.select(Card.id, Card.card_no)
+                         .where(Card.card_no.in_(numbers[start:start + 500]))})
+    openings = {card_ids[c["card_no"]]: (c["customer"], row.values["opening"])
+                for c, (row, _) in zip(new_cards, wanted, strict=True) if row.values["opening"]}
+    ledger.open_with_balances(openings, actor, stamp)
+    return len(new_cards)
 
 
 def _audited(record, type_name):
@@ -233,7 +301,7 @@ def template():
     sheet = book.active
     sheet.title = "客户"
     sheet.append(COLUMNS)
-    for column, width in zip("ABCDEFG", (12, 8, 16, 30, 12, 12, 30), strict=True):
+    for column, width in zip("ABCDEFGHI", (12, 8, 16, 30, 12, 12, 30, 14, 12), strict=True):
         sheet.column_dimensions[column].width = width
     sheet.freeze_panes = "A2"
     notes = book.create_sheet("填写说明")
@@ -246,6 +314,9 @@ def template():
         ("客户类型", "可空；须是系统里已有的类型名称，没有的可在预览时选择自动创建"),
         ("生日", "可空，如 1990-05-01"),
         ("备注", "可空，最多 500 个字"),
+        ("卡号", "可空；填了就为该客户开这张会员卡（4–32 位字母、数字或 -，不能与已有卡号重复）"),
+        ("期初余额", "可空；从旧账本带过来的卡内余额（元），记为一笔“期初”流水。"
+                     "填了余额但没填卡号时自动生成卡号"),
         ("", "表头可以不在第一行（前 20 行内即可），空行会被跳过。"),
     ):
         notes.append(line)

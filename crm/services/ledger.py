@@ -170,6 +170,26 @@ def post(card_id, customer_id, total, split, actor, request_id="", allowed=ACTIV
     return Posted(card=card, records=records)
 
 
+def open_with_balances(openings, actor, stamp):
+    """Opening balances (期初) for cards created in the caller's transaction and never used yet:
+    one sealed `opening` entry each, written in bulk. `openings` maps card id → (customer id,
+    fen). Only for brand-new cards: nobody else can hold them, so no conditional update is needed."""
+    records = []
+    for card_id, (customer_id, amount) in openings.items():
+        entry = {"card": card_id, "customer": customer_id, "seq": 1, "business_type": "opening",
+                 "amount": amount, "paid_delta": amount, "bonus_delta": 0,
+                 "balance_after": amount, "paid_after": amount, "bonus_after": 0,
+                 "payment_method": "", "reverses": None, "operator": actor.user.id,
+                 "request_id": "", "remark": "期初余额（导入）", "created_at": stamp, "prev_hash": ""}
+        entry["hash"] = seal(entry, "")
+        records.append(entry)
+        (Card.update(money=amount, paid_money=amount, entry_count=1, chain_head=entry["hash"])
+         .where((Card.id == card_id) & (Card.entry_count == 0)).execute())
+    for start in range(0, len(records), 500):
+        CardRecord.insert_many(records[start:start + 500]).execute()
+    return len(records)
+
+
 # --- idempotency --------------------------------------------------------------------------------
 
 def check_key(key):
