@@ -7,7 +7,7 @@ from peewee import fn
 from crm.db import snapshot
 from crm.errors import Conflict
 from crm.models import Card, CardRecord, ConsumeRecord
-from crm.services import cards
+from crm.services import cards, ledger
 from tests.ledger_helpers import key, make_shop
 
 
@@ -149,20 +149,21 @@ def test_connection_killed_mid_consumption_leaves_nothing(app, monkeypatch):
     card_id = shop.open_card(amount=5000, bonus=0)
     before = shop.counts()
     database = app.extensions["crm_db"]
-    real_create = ConsumeRecord.create
+    real_seal = ledger.seal
 
-    def kill_then_create(**fields):
+    def kill_then_seal(entry, prev_hash):
+        # Called after the card's balance was updated, before any record is written.
         own_id = database.execute_sql("SELECT CONNECTION_ID()").fetchone()[0]
         killer = mysql_admin()
         with killer.cursor() as cursor:
             cursor.execute(f"KILL {int(own_id)}")
         killer.close()
-        return real_create(**fields)
+        return real_seal(entry, prev_hash)
 
-    monkeypatch.setattr(ConsumeRecord, "create", kill_then_create)
+    monkeypatch.setattr(ledger, "seal", kill_then_seal)
     with pytest.raises(Exception):  # noqa: B017 — the driver's "lost connection" of any kind
         shop.do(lambda: cards.consume(shop.operator, card_id, key(), 1000))
-    monkeypatch.setattr(ConsumeRecord, "create", real_create)
+    monkeypatch.setattr(ledger, "seal", real_seal)
     database.close_all()
     assert shop.counts() == before
     assert shop.verify().ok
@@ -175,13 +176,13 @@ def test_connection_lost_mid_consumption_leaves_nothing_sqlite(app, monkeypatch)
     card_id = shop.open_card(amount=5000, bonus=0)
     before = shop.counts()
     database = app.extensions["crm_db"]
-    real_create = ConsumeRecord.create
+    real_seal = ledger.seal
 
-    def close_then_create(**fields):
+    def close_then_seal(entry, prev_hash):
         database.connection().close()  # the raw sqlite3 connection goes away mid-transaction
-        return real_create(**fields)
+        return real_seal(entry, prev_hash)
 
-    monkeypatch.setattr(ConsumeRecord, "create", close_then_create)
+    monkeypatch.setattr(ledger, "seal", close_then_seal)
     with pytest.raises(Exception):  # noqa: B017 — sqlite3.ProgrammingError on the closed handle
         with app.app_context():
             database.connect(reuse_if_open=True)
@@ -189,6 +190,6 @@ def test_connection_lost_mid_consumption_leaves_nothing_sqlite(app, monkeypatch)
                 cards.consume(shop.operator, card_id, key(), 1000)
             finally:
                 database._state.reset()
-    monkeypatch.setattr(ConsumeRecord, "create", real_create)
+    monkeypatch.setattr(ledger, "seal", real_seal)
     assert shop.counts() == before
     assert shop.verify().ok

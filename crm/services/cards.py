@@ -25,6 +25,7 @@ from crm.services.ledger import (
     PAYMENT_METHODS,
     Line,
     Settings,
+    Statements,
     once,
     post,
 )
@@ -221,10 +222,15 @@ def consume(actor, card_id, key, amount, remark="", customer_id=None):
     parts = ["consume", card_id, amount, remark, customer_id]
 
     def operation():
-        card = _card_or_404(card_id)
-        if customer_id is not None and card.customer_id != customer_id:
+        sql = Statements.get()
+        # One narrow query for what the consumption needs before it locks anything.
+        found = db.execute_sql(sql.card_for_consume, (card_id,)).fetchone()
+        if found is None:
+            raise NotFound("会员卡不存在", code="card_not_found")
+        holder, discount = found
+        if customer_id is not None and holder != customer_id:
             raise Conflict("该卡不属于此客户，请重新选择", code="card_not_of_customer")
-        discount = customer_discount(card.customer_id)
+        discount = discount if discount and discount < 100 else None
         charged = discounted(amount, discount)
         stamp = now()
 
@@ -232,15 +238,13 @@ def consume(actor, card_id, key, amount, remark="", customer_id=None):
             from_paid, from_bonus = _draw(charged, paid, bonus)
             return [Line("consume", paid_delta=-from_paid, bonus_delta=-from_bonus, remark=remark)]
 
-        posted = post(card_id, card.customer_id, -charged, split, actor, key, verb="消费",
-                      stamp=stamp, visit=True)
+        posted = post(card_id, holder, -charged, split, actor, key, verb="消费", stamp=stamp,
+                      visit=True)
         record = posted.records[0]
-        consumed = ConsumeRecord.create(
-            card=card_id, customer=card.customer_id, card_record=record.id,
-            original_amount=amount, discount=discount, amount=charged,
-            balance_after=record.balance_after, operator=actor.user, request_id=key,
-            remark=remark, created_at=stamp)
-        return _result(posted, consume_id=consumed.id, original_amount=amount,
+        consume_id = db.execute_sql(sql.insert_consume, (
+            card_id, holder, record.id, amount, discount, charged, record.balance_after,
+            actor.user.id, key, remark, record.created_at.strftime("%Y-%m-%d %H:%M:%S"))).lastrowid
+        return _result(posted, consume_id=consume_id, original_amount=amount,
                        discount=discount, amount=charged)
 
     return once(actor, key, parts, operation)
