@@ -167,26 +167,38 @@ def issue_token(user, kind, ip="", user_agent=""):
     return raw
 
 
+_TOKEN_USER_COLUMNS = ("id", "username", "display_name", "role", "active", "permissions")
+
+
+def _token_lookup_sql():
+    # Every request runs this: plain SQL (peewee's query building cost more than the query).
+    p = db.obj.param
+    columns = ", ".join(f"u.{c}" for c in _TOKEN_USER_COLUMNS)
+    return (f"SELECT t.id, t.last_used_at, {columns} FROM t_auth_token t "
+            f"JOIN t_user u ON u.id = t.user_id WHERE t.token_hash = {p} AND t.kind = {p} "
+            f"AND t.revoked_at IS NULL AND t.expires_at > {p} AND u.active = {p}")
+
+
 def resolve_token(raw, kind):
     """The active user behind a live token, or None. Web logins expire after the idle time."""
     if not raw or len(raw) > 200:
         return None
-    token = (AuthToken.select(AuthToken, User).join(User)
-             .where((AuthToken.token_hash == _token_hash(raw)) & (AuthToken.kind == kind)
-                    & AuthToken.revoked_at.is_null() & (AuthToken.expires_at > now())
-                    & (User.active == True))  # noqa: E712 — peewee expression
-             .first())
-    if token is None:
-        return None
     stamp = now()
+    row = db.execute_sql(_token_lookup_sql(), (_token_hash(raw), kind,
+                                               stamp.strftime("%Y-%m-%d %H:%M:%S"),
+                                               True)).fetchone()
+    if row is None:
+        return None
+    token_id, last_used = row[0], AuthToken.last_used_at.python_value(row[1])
     # Slide the idle timeout, but write at most once a minute, not on every request.
-    if (stamp - token.last_used_at).total_seconds() >= 60:
+    if (stamp - last_used).total_seconds() >= 60:
         changes = {AuthToken.last_used_at: stamp}
         if kind == "web":
             changes[AuthToken.expires_at] = stamp + datetime.timedelta(
                 minutes=Settings.session_idle_minutes)
-        AuthToken.update(changes).where(AuthToken.id == token.id).execute()
-    user = token.user
+        AuthToken.update(changes).where(AuthToken.id == token_id).execute()
+    user = User(**dict(zip(_TOKEN_USER_COLUMNS, row[2:], strict=True)))
+    user.active = bool(user.active)
     user.session_token = raw
     return user
 
