@@ -1,6 +1,7 @@
 """Start the shop's server: migrate, serve on the LAN with waitress, open the browser."""
 import json
 import logging
+import os
 import signal
 import socket
 import sys
@@ -45,6 +46,10 @@ def running_instance(port):
 def port_free(host, port):
     """True when nothing listens on host:port yet."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        if os.name != "nt":
+            # As waitress does: connections of a server that just died (TIME_WAIT) must not
+            # keep its restart off the port.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
         except OSError:

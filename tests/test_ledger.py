@@ -265,7 +265,7 @@ def test_reissue_moves_the_money_to_a_new_card(shop):
         shop.open_card(card_no="A0002")
 
 
-def test_verify_names_the_tampered_card_and_entry(app, shop, backend):
+def test_verify_names_the_tampered_card_and_entry(app, shop, backend, runner):
     """Editing one amount or deleting one row in the database (triggers off) fails verify,
     naming that card and entry."""
     first = shop.open_card(amount=10000, bonus=0, card_no="T0001")
@@ -305,3 +305,7 @@ def test_verify_names_the_tampered_card_and_entry(app, shop, backend):
     by_card = {p["card_no"]: p for p in report.problems}
     assert set(by_card) == {"T0001", "T0002"}
     assert "不符" in by_card["T0002"]["problem"]
+    result = runner.invoke(args=["verify"])
+    assert result.exit_code == 1
+    assert f"卡 T0001 流水 {target.id} (序号 1)：记录内容与其签名不符" in result.output
+    assert "发现 2 处问题" in result.output
