@@ -180,3 +180,18 @@ def test_crm_verify_command(app, runner, shop):
     result = runner.invoke(args=["verify"])
     assert result.exit_code == 0, result.output
     assert "已检查 1 张卡、1 条流水：全部正确" in result.output
+
+
+def test_stale_form_with_a_used_key_is_refused(staff, shop):
+    """A stale form (its key already used for another amount, e.g. edited after Back): 409 with a
+    message; nothing more is charged."""
+    card_id = shop.open_card(amount=10000, bonus=0)
+    token, used = csrf_token(staff, "/"), key()
+    staff.post(f"/cards/{card_id}/consume", data={"csrf_token": token, "amount": "10",
+                                                  "idempotency_key": used})
+    before = shop.counts()
+    resp = staff.post(f"/cards/{card_id}/consume", data={"csrf_token": token, "amount": "20",
+                                                         "idempotency_key": used})
+    assert resp.status_code == 409
+    assert "该请求编号已用于另一笔不同的操作" in resp.get_data(as_text=True)
+    assert shop.counts() == before
