@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from crm import db as crm_db  # noqa: E402
+from crm.launcher import wait_until_running  # noqa: E402
 from crm.models import Card  # noqa: E402
 from crm.services import Actor, cards, customers, ledger  # noqa: E402
 from crm.services import users as user_service  # noqa: E402
@@ -81,17 +82,10 @@ def start_server(url, instance, port):
     proc = subprocess.Popen([sys.executable, str(ROOT / "crm.py"), "--no-browser", "--host",
                              "127.0.0.1", "--port", str(port)], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
-            conn.request("GET", "/healthz")
-            if conn.getresponse().status == 200:
-                return proc
-        except OSError:
-            time.sleep(0.2)
-    proc.kill()
-    raise SystemExit("server did not start")
+    if not wait_until_running(port):
+        proc.kill()
+        raise SystemExit("server did not start")
+    return proc
 
 
 def percentile(samples, p):

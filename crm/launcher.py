@@ -43,6 +43,18 @@ def running_instance(port):
         return False
 
 
+def wait_until_running(port, seconds=30):
+    """Wait until a CRM server answers on this port; True when it does in time."""
+    import time
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if running_instance(port):
+            return True
+        time.sleep(0.1)
+    return False
+
+
 def port_free(host, port):
     """True when nothing listens on host:port yet."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from peewee import fn
 
+from crm.launcher import wait_until_running
 from crm.models import CardRecord, ConsumeRecord
 from tests.conftest import PASSWORD
 from tests.ledger_helpers import make_shop, run
@@ -34,17 +35,10 @@ def _start(app, url, port):
     proc = subprocess.Popen([sys.executable, str(ROOT / "crm.py"), "--no-browser", "--host",
                              "127.0.0.1", "--port", str(port)], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
-            conn.request("GET", "/healthz")
-            if conn.getresponse().status == 200:
-                return proc
-        except OSError:
-            time.sleep(0.1)
-    proc.kill()
-    raise AssertionError("server did not start")
+    if not wait_until_running(port):
+        proc.kill()
+        raise AssertionError("server did not start")
+    return proc
 
 
 def test_sigkill_while_thirty_clients_consume(app, database_url, backend):

@@ -1,15 +1,15 @@
 """The launcher (`python crm.py`): serves, logs, refuses a busy port, finds a running copy, stops."""
-import json
 import os
 import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
 import pytest
+
+from crm.launcher import wait_until_running
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -28,15 +28,8 @@ def _start(home, port, *extra):
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-def _wait_healthy(port, seconds=30):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as resp:
-                return json.load(resp)
-        except OSError:
-            time.sleep(0.2)
-    raise AssertionError("server did not come up")
+def _wait_healthy(port):
+    assert wait_until_running(port), "server did not come up"
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
