@@ -210,6 +210,39 @@ PATHS.update({
     },
 })
 
+_PERIOD = [_query("start", {"type": "string", "format": "date"}, "开始日期 YYYY-MM-DD（默认本月 1 日）"),
+           _query("end", {"type": "string", "format": "date"}, "结束日期 YYYY-MM-DD（含当天，默认今天）"),
+           _query("preset", {"type": "string", "enum": ["today", "week", "month", "last_month"]},
+                  "常用期间")]
+_PERIOD_ERRORS = {**AUTH_ERRORS, **NOT_FOUND,
+                  "422": _error("日期格式不正确、结束早于开始、或期间超过 5 年")}
+
+
+def _file(media, summary, op_id):
+    return {"summary": summary, "operationId": op_id, "parameters": _PERIOD,
+            "responses": {"200": {"description": "文件", "content": {media: {"schema": {
+                "type": "string", "format": "binary"}}}}, **_PERIOD_ERRORS}}
+
+
+PATHS.update({
+    "/api/v1/customers/{customer_id}/statement": {
+        "parameters": _id_param("customer_id"),
+        "get": {"summary": "客户对账单：期间内所有卡的全部流水（按时间，分页）和合计",
+                "operationId": "customerStatement",
+                "parameters": [*_PERIOD, _query("page", {"type": "integer", "minimum": 1}, "页码")],
+                "responses": {"200": _json("Statement"), **_PERIOD_ERRORS}},
+    },
+    "/api/v1/customers/{customer_id}/statement.xlsx": {
+        "parameters": _id_param("customer_id"),
+        "get": _file("application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+                     "对账单 Excel", "customerStatementXlsx"),
+    },
+    "/api/v1/customers/{customer_id}/statement.pdf": {
+        "parameters": _id_param("customer_id"),
+        "get": _file("application/pdf", "对账单 PDF", "customerStatementPdf"),
+    },
+})
+
 _TEXT = {"type": "string"}
 _NULLABLE_TEXT = {"type": "string", "nullable": True}
 _CUSTOMER_FIELDS = {
@@ -336,6 +369,16 @@ SCHEMAS.update({
         "type": "array", "items": {"$ref": "#/components/schemas/Rule"}}}},
     "RuleInput": {"type": "object", "required": ["min_amount", "bonus"],
                   "properties": {"min_amount": _AMOUNT_IN, "bonus": _AMOUNT_IN}},
+    "Statement": {"type": "object", "required": ["entries", "totals"], "properties": {
+        "customer_id": {"type": "integer"}, "start": _TEXT, "end": _TEXT,
+        "page": {"type": "integer"}, "pages": {"type": "integer"},
+        "total_entries": {"type": "integer"},
+        "entries": {"type": "array", "items": {"type": "object", "properties": {
+            "time": _TEXT, "card_no": _TEXT, "business_type": _TEXT, "amount": _YUAN,
+            "balance": _YUAN, "operator": _TEXT, "remark": _TEXT,
+            "payment_method": _NULLABLE_TEXT}}},
+        "totals": {"type": "object", "properties": {k: _YUAN for k in (
+            "recharge", "bonus", "consume", "reversal", "refund", "net", "opening", "closing")}}}},
     "VerifyReport": {"type": "object", "required": ["ok", "cards_checked", "problems"],
                      "properties": {"ok": {"type": "boolean"},
                                     "cards_checked": {"type": "integer"},

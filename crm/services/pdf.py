@@ -7,12 +7,16 @@ from crm.config import PROJECT_ROOT
 FONT = PROJECT_ROOT / "static" / "fonts" / "wqy-microhei.ttc"
 
 
-def document(width_mm=210, height_mm=297, margin_mm=10):
+class CrmPDF(FPDF):
+    """The base of every PDF the app makes."""
+
+
+def document(width_mm=210, height_mm=297, margin_mm=10, cls=CrmPDF):
     """A new PDF of the given page size, with the font registered as "text" (also as bold)."""
-    pdf = FPDF(unit="mm", format=(width_mm, height_mm))
-    pdf.set_margins(margin_mm, margin_mm, margin_mm)
-    pdf.set_auto_page_break(True, margin_mm)
+    doc = cls(unit="mm", format=(width_mm, height_mm))
+    doc.set_margins(margin_mm, margin_mm, margin_mm)
+    doc.set_auto_page_break(True, margin_mm + 4)
     for style in ("", "B"):
-        pdf.add_font("text", style=style, fname=str(FONT))
-    pdf.set_font("text", size=10)
-    return pdf
+        doc.add_font("text", style=style, fname=str(FONT))
+    doc.set_font("text", size=10)
+    return doc

@@ -1,0 +1,51 @@
+"""API: the customer statement and its exports."""
+from flask import Response, current_app, jsonify, request
+
+from crm.api import bp
+from crm.money import format_fen
+from crm.services import statement_export, statements
+from crm.web.customers import xlsx_response
+
+
+def _period():
+    return statements.parse_period(request.args.get("start"), request.args.get("end"),
+                                   request.args.get("preset"))
+
+
+@bp.route("/v1/customers/<int:customer_id>/statement")
+def customer_statement(customer_id):
+    """Entries of all the customer's cards in the period (time order, paged) and the totals."""
+    start, end = _period()
+    page = request.args.get("page", "1")
+    result = statements.statement(customer_id, start, end, page=int(page) if page.isdigit() else 1)
+    totals = result.totals
+    return jsonify(
+        customer_id=customer_id, start=start.isoformat(), end=end.isoformat(),
+        page=result.page, pages=result.pages, total_entries=result.count,
+        entries=[{"time": e.created_at.isoformat(" "), "card_no": e.card_no,
+                  "business_type": e.business_type, "amount": format_fen(e.amount),
+                  "balance": format_fen(e.balance_after),
+                  "operator": e.display_name or e.username, "remark": e.remark,
+                  "payment_method": e.payment_method or None} for e in result.entries],
+        totals={"recharge": format_fen(totals["recharge"]), "bonus": format_fen(totals["bonus"]),
+                "consume": format_fen(-totals["consume"]),
+                "reversal": format_fen(totals["reversal"]), "refund": format_fen(-totals["refund"]),
+                "net": format_fen(totals["net"]), "opening": format_fen(totals["opening_balance"]),
+                "closing": format_fen(totals["closing_balance"])})
+
+
+@bp.route("/v1/customers/<int:customer_id>/statement.xlsx")
+def customer_statement_xlsx(customer_id):
+    """The statement as Excel."""
+    start, end = _period()
+    statements.customers.get_customer(customer_id)
+    data = statement_export.xlsx(current_app.config["SHOP_NAME"], customer_id, start, end)
+    return xlsx_response(data, f"statement-{customer_id}-{start}-{end}.xlsx")
+
+
+@bp.route("/v1/customers/<int:customer_id>/statement.pdf")
+def customer_statement_pdf(customer_id):
+    """The statement as PDF."""
+    start, end = _period()
+    data = statement_export.pdf_bytes(current_app.config["SHOP_NAME"], customer_id, start, end)
+    return Response(data, mimetype="application/pdf")
