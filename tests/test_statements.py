@@ -11,7 +11,7 @@ import pytest
 from crm.models import CardRecord
 from crm.services import cards, statements
 from tests.conftest import AuthActions, pdf_text
-from tests.ledger_helpers import key, make_shop, run
+from tests.ledger_helpers import key, make_shop
 
 DAY = datetime.date(2026, 3, 2)
 
@@ -86,7 +86,7 @@ def test_totals_reconcile_on_random_data(app, monkeypatch):
     rng = random.Random(20261127)
     card_ids = [shop.open_card(card_no=f"R-00{i}") for i in range(3)]
     start_day = datetime.datetime(2026, 1, 1, 9)
-    for step in range(90):
+    for _ in range(90):
         moment = start_day + datetime.timedelta(days=rng.randrange(60), hours=rng.randrange(10))
         card_id = rng.choice(card_ids)
         with at(monkeypatch, moment):
