@@ -243,6 +243,23 @@ PATHS.update({
     },
 })
 
+PATHS.update({
+    "/api/v1/stats": {
+        "get": {"summary": "统计分析：充值、消费、赠送、储值余额、客户数、客单价、复购率与图表数据",
+                "operationId": "stats", "parameters": _PERIOD,
+                "responses": {"200": _json("Stats"), **AUTH_ERRORS,
+                              "422": _error("日期格式不正确、结束早于开始、或期间超过 5 年")}},
+    },
+    "/api/v1/closing": {
+        "get": {"summary": "日结 / 交班：当天按支付方式的收款、各业务合计、钱箱应有现金",
+                "operationId": "dailyClosing",
+                "parameters": [_query("day", {"type": "string", "format": "date"}, "日期，默认今天"),
+                               _query("operator_id", {"type": "integer"}, "只看某位操作员")],
+                "responses": {"200": _json("Closing"), **AUTH_ERRORS,
+                              "422": _error("日期格式不正确")}},
+    },
+})
+
 _TEXT = {"type": "string"}
 _NULLABLE_TEXT = {"type": "string", "nullable": True}
 _CUSTOMER_FIELDS = {
@@ -379,6 +396,23 @@ SCHEMAS.update({
             "payment_method": _NULLABLE_TEXT}}},
         "totals": {"type": "object", "properties": {k: _YUAN for k in (
             "recharge", "bonus", "consume", "reversal", "refund", "net", "opening", "closing")}}}},
+    "Stats": {"type": "object", "required": ["total_recharge", "total_consume",
+                                             "outstanding_balance", "active_customers",
+                                             "new_customers"],
+              "properties": {**{k: _YUAN for k in (
+                  "total_recharge", "total_consume", "bonus_given", "outstanding",
+                  "outstanding_balance", "outstanding_paid", "outstanding_bonus",
+                  "average_per_visit")},
+                  "active_customers": {"type": "integer"}, "new_customers": {"type": "integer"},
+                  "visits": {"type": "integer"}, "repurchase_rate": {"type": "number"},
+                  "start": _TEXT, "end": _TEXT,
+                  "daily": {"type": "array", "items": {"type": "object"}},
+                  "by_type": {"type": "array", "items": {"type": "object"}},
+                  "top": {"type": "array", "items": {"type": "object"}},
+                  "activity": {"type": "array", "items": {"type": "object"}}}},
+    "Closing": {"type": "object", "properties": {
+        "day": _TEXT, "cash": _YUAN, "money_in": {"type": "object"},
+        "lines": {"type": "array", "items": {"type": "object"}}}},
     "VerifyReport": {"type": "object", "required": ["ok", "cards_checked", "problems"],
                      "properties": {"ok": {"type": "boolean"},
                                     "cards_checked": {"type": "integer"},

@@ -3,7 +3,7 @@ from flask import Response, current_app, jsonify, request
 
 from crm.api import bp
 from crm.money import format_fen
-from crm.services import statement_export, statements
+from crm.services import statement_export, statements, stats
 from crm.web.customers import xlsx_response
 
 
@@ -49,3 +49,35 @@ def customer_statement_pdf(customer_id):
     start, end = _period()
     data = statement_export.pdf_bytes(current_app.config["SHOP_NAME"], customer_id, start, end)
     return Response(data, mimetype="application/pdf")
+
+
+@bp.route("/v1/stats")
+def dashboard_stats():
+    """The dashboard's figures and chart data for a period (amounts in yuan)."""
+    start, end = _period()
+    data = stats.dashboard(start, end)
+    s = data["summary"]
+    money = ("total_recharge", "total_consume", "bonus_given", "outstanding", "outstanding_paid",
+             "outstanding_bonus", "average_per_visit")
+    return jsonify(
+        start=start.isoformat(), end=end.isoformat(),
+        **{k: format_fen(s[k]) for k in money}, outstanding_balance=format_fen(s["outstanding"]),
+        active_customers=s["active_customers"], new_customers=s["new_customers"],
+        visits=s["visits"], repurchase_rate=round(s["repurchase_rate"], 4),
+        daily=[{"day": r["day"], "recharge": format_fen(r["recharge"]),
+                "consume": format_fen(r["consume"])} for r in data["daily"]],
+        by_type=[{"type": r["type"], "amount": format_fen(r["amount"])} for r in data["by_type"]],
+        top=[{**r, "amount": format_fen(r["amount"])} for r in data["top"]],
+        activity=data["activity"])
+
+
+@bp.route("/v1/closing")
+def daily_closing():
+    """日结: the day's takings by payment method and business type, and the cash due."""
+    day = stats.parse_day(request.args.get("day"))
+    operator = request.args.get("operator_id", "")
+    result = stats.closing(day, int(operator) if operator.isdigit() else None)
+    return jsonify(day=day.isoformat(), cash=format_fen(result["cash"]),
+                   money_in={k: format_fen(v) for k, v in result["money_in"].items()},
+                   lines=[{**line, "amount": format_fen(line["amount"])}
+                          for line in result["lines"]])

@@ -1,7 +1,11 @@
-"""对账查询 (flow two) and its exports."""
+"""对账查询 (flow two) and its exports; the statistics dashboard; the daily closing (日结)."""
+
 from flask import Blueprint, Response, current_app, render_template, request
 
-from crm.services import cards, ledger, statement_export, statements
+from crm.errors import ValidationError
+from crm.models import User
+from crm.money import format_fen
+from crm.services import cards, excel, ledger, statement_export, statements, stats
 from crm.web.customers import xlsx_response
 
 bp = Blueprint("reports", __name__)
@@ -49,3 +53,81 @@ def statement_pdf(customer_id):
     data = statement_export.pdf_bytes(current_app.config["SHOP_NAME"], customer_id, start, end)
     return Response(data, mimetype="application/pdf", headers={
         "Content-Disposition": f"inline; filename=statement-{customer_id}-{start}-{end}.pdf"})
+
+
+CHARTS = {
+    "daily": ("每日充值与消费", ("日期", "充值", "消费"),
+              lambda d: [(r["day"], _y(r["recharge"]), _y(r["consume"])) for r in d["daily"]]),
+    "by_type": ("各客户类型消费", ("客户类型", "消费"),
+                lambda d: [(r["type"], _y(r["amount"])) for r in d["by_type"]]),
+    "top": ("消费前十的客户", ("客户", "电话", "消费"),
+            lambda d: [(r["name"], r["phone"], _y(r["amount"])) for r in d["top"]]),
+    "activity": ("客户活跃度", ("最近到店", "客户数"),
+                 lambda d: [(r["label"], r["customers"]) for r in d["activity"]]),
+}
+
+
+def _y(fen):
+    from decimal import Decimal
+
+    return Decimal(fen) / 100
+
+
+@bp.route("/stats")
+def dashboard():
+    """统计分析: the period's figures and charts."""
+    start, end = _period()
+    data = stats.dashboard(start, end)
+    chart_data = {
+        "daily": {"labels": [r["day"][5:] for r in data["daily"]],
+                  "recharge": [format_fen(r["recharge"]) for r in data["daily"]],
+                  "consume": [format_fen(r["consume"]) for r in data["daily"]]},
+        "by_type": {"labels": [r["type"] for r in data["by_type"]],
+                    "values": [format_fen(r["amount"]) for r in data["by_type"]]},
+        "top": {"labels": [r["name"] for r in data["top"]],
+                "values": [format_fen(r["amount"]) for r in data["top"]]},
+        "activity": {"labels": [r["label"] for r in data["activity"]],
+                     "values": [r["customers"] for r in data["activity"]]},
+    }
+    return render_template("reports/dashboard.html", data=data, start=start, end=end,
+                           presets=statements.PRESETS, chart_data=chart_data, charts=CHARTS)
+
+
+@bp.route("/stats/<chart>.xlsx")
+def chart_xlsx(chart):
+    """One chart's data as Excel."""
+    if chart not in CHARTS:
+        raise ValidationError("没有这个图表", code="unknown_chart", status=404)
+    start, end = _period()
+    title, headers, rows = CHARTS[chart]
+    data = excel.write_table(title, headers, rows(stats.dashboard(start, end)))
+    return xlsx_response(data, f"{title}_{start}_{end}.xlsx")
+
+
+def _closing_args():
+    operator = request.args.get("operator_id", "")
+    return stats.parse_day(request.args.get("day")), int(operator) if operator.isdigit() else None
+
+
+@bp.route("/closing")
+def closing():
+    """日结 / 交班: the day's takings for the shop or one operator; printable."""
+    day, operator_id = _closing_args()
+    return render_template("reports/closing.html", result=stats.closing(day, operator_id),
+                           users=User.select().order_by(User.username),
+                           types=ledger.BUSINESS_TYPES, methods=ledger.PAYMENT_METHODS)
+
+
+@bp.route("/closing.xlsx")
+def closing_xlsx():
+    """The day's closing as Excel."""
+    day, operator_id = _closing_args()
+    result = stats.closing(day, operator_id)
+    rows = [(ledger.BUSINESS_TYPES.get(line["business_type"], line["business_type"])
+             + (f"（{ledger.BUSINESS_TYPES.get(line['reverses_type'], '')}）"
+                if line["reverses_type"] else ""),
+             ledger.PAYMENT_METHODS.get(line["payment_method"], ""), line["count"],
+             _y(line["amount"])) for line in result["lines"]]
+    rows.append(("应收现金", "", "", _y(result["cash"])))
+    data = excel.write_table(f"日结 {day}", ("业务", "支付方式", "笔数", "金额"), rows)
+    return xlsx_response(data, f"日结_{day}.xlsx")

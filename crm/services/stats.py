@@ -1,0 +1,176 @@
+"""统计分析: the dashboard's figures and charts, and the daily closing (日结). Every aggregate is
+computed by the database (GROUP BY), never by looping over rows in Python."""
+import datetime
+
+from peewee import JOIN, SQL, Case, fn
+
+from crm.errors import ValidationError
+from crm.models import Card, CardRecord, ConsumeRecord, Customer, CustomerType, User, now
+from crm.services import ledger, statements
+
+
+def _sum(condition, value=CardRecord.amount):
+    return fn.COALESCE(fn.SUM(Case(None, [(condition, value)], 0)), 0)
+
+
+def summary(start, end):
+    """The period's key figures (fen and counts)."""
+    since, until = statements.bounds(start, end)
+    period = (CardRecord.created_at >= since) & (CardRecord.created_at < until)
+    kind = CardRecord.business_type
+    money = (CardRecord.select(
+        _sum(kind == "recharge").alias("recharge"), _sum(kind == "bonus").alias("bonus"),
+        _sum(kind == "consume").alias("consume"), _sum(kind == "reversal").alias("reversal"),
+        _sum(kind == "refund").alias("refund"),
+        fn.COUNT(fn.DISTINCT(CardRecord.customer)).alias("active_customers"))
+        .where(period).dicts().get())
+    consumed = (ConsumeRecord.select(
+        fn.COALESCE(fn.SUM(ConsumeRecord.amount), 0).alias("net_consumption"),
+        _sum(ConsumeRecord.amount > 0, 1).alias("sales"),
+        _sum(ConsumeRecord.amount < 0, 1).alias("reversed_sales"))
+        .where((ConsumeRecord.created_at >= since) & (ConsumeRecord.created_at < until))
+        .dicts().get())
+    per_customer = (ConsumeRecord.select(ConsumeRecord.customer, fn.COUNT(SQL("*")).alias("n"))
+                    .where((ConsumeRecord.created_at >= since) & (ConsumeRecord.created_at < until)
+                           & (ConsumeRecord.amount > 0))
+                    .group_by(ConsumeRecord.customer))
+    buyers = (ConsumeRecord.select(fn.COUNT(SQL("*")).alias("buyers"),
+                                   fn.COALESCE(fn.SUM(Case(None, [(SQL("n >= 2"), 1)], 0)), 0)
+                                   .alias("repeat"))
+              .from_(per_customer.alias("x")).dicts().get())
+    owed = Card.select(fn.COALESCE(fn.SUM(Card.money), 0).alias("outstanding"),
+                       fn.COALESCE(fn.SUM(Card.paid_money), 0).alias("outstanding_paid"),
+                       fn.COALESCE(fn.SUM(Card.bonus_money), 0).alias("outstanding_bonus")
+                       ).dicts().get()
+    new_customers = (Customer.select().where((Customer.created_at >= since)
+                                             & (Customer.created_at < until)).count())
+    visits = int(consumed["sales"]) - int(consumed["reversed_sales"])
+    net = int(consumed["net_consumption"])
+    result = {k: int(v) for k, v in {**money, **owed}.items()}
+    result.update(
+        total_recharge=result["recharge"], total_consume=net, bonus_given=result["bonus"],
+        new_customers=new_customers, visits=visits,
+        average_per_visit=round(net / visits) if visits > 0 else 0,
+        buyers=int(buyers["buyers"]), repeat_buyers=int(buyers["repeat"]),
+        repurchase_rate=(int(buyers["repeat"]) / int(buyers["buyers"])) if buyers["buyers"] else 0.0)
+    return result
+
+
+def daily(start, end):
+    """Recharge and net consumption per day of the period (every day listed, zero or not)."""
+    since, until = statements.bounds(start, end)
+    day = fn.DATE(CardRecord.created_at)
+    recharged = (CardRecord.select(day, fn.SUM(CardRecord.amount))
+                 .where((CardRecord.created_at >= since) & (CardRecord.created_at < until)
+                        & (CardRecord.business_type == "recharge"))
+                 .group_by(day).tuples())
+    sold_day = fn.DATE(ConsumeRecord.created_at)
+    consumed = (ConsumeRecord.select(sold_day, fn.SUM(ConsumeRecord.amount))
+                .where((ConsumeRecord.created_at >= since) & (ConsumeRecord.created_at < until))
+                .group_by(sold_day).tuples())
+    recharge = {str(d)[:10]: int(v) for d, v in recharged}
+    consume = {str(d)[:10]: int(v) for d, v in consumed}
+    days, current = [], start
+    while current <= end:
+        key = current.isoformat()
+        days.append({"day": key, "recharge": recharge.get(key, 0),
+                     "consume": consume.get(key, 0)})
+        current += datetime.timedelta(days=1)
+    return days
+
+
+def by_customer_type(start, end):
+    """Net consumption per customer type in the period, biggest first."""
+    since, until = statements.bounds(start, end)
+    total = fn.SUM(ConsumeRecord.amount)
+    rows = (ConsumeRecord.select(CustomerType.name, total.alias("amount"))
+            .join(Customer, on=(ConsumeRecord.customer == Customer.id))
+            .join(CustomerType, JOIN.LEFT_OUTER, on=(Customer.type == CustomerType.id))
+            .where((ConsumeRecord.created_at >= since) & (ConsumeRecord.created_at < until))
+            .group_by(CustomerType.name).order_by(total.desc()).tuples())
+    return [{"type": name or "未分类", "amount": int(amount)} for name, amount in rows]
+
+
+def top_customers(start, end, limit=10):
+    """The customers who consumed most in the period, with name and phone."""
+    since, until = statements.bounds(start, end)
+    total = fn.SUM(ConsumeRecord.amount)
+    top = (ConsumeRecord.select(ConsumeRecord.customer, total.alias("amount"))
+           .where((ConsumeRecord.created_at >= since) & (ConsumeRecord.created_at < until))
+           .group_by(ConsumeRecord.customer).order_by(total.desc()).limit(limit).alias("top"))
+    rows = (Customer.select(Customer.id, Customer.name, Customer.phone, top.c.amount)
+            .join(top, on=(Customer.id == top.c.customer_id))
+            .order_by(top.c.amount.desc()).tuples())
+    return [{"customer_id": i, "name": n, "phone": p, "amount": int(a)} for i, n, p, a in rows]
+
+
+ACTIVITY = (("30", "30 天内来过"), ("60", "31–60 天"), ("90", "61–90 天"), ("dormant", "超过 90 天或从未"))
+
+
+def activity(today=None):
+    """Customers by their last visit: within 30 / 60 / 90 days, or dormant (never or longer)."""
+    today = today or now()
+    edges = {n: today - datetime.timedelta(days=n) for n in (30, 60, 90)}
+    last = Customer.last_visit_at
+    bucket = Case(None, [(last >= edges[30], "30"), (last >= edges[60], "60"),
+                         (last >= edges[90], "90")], "dormant")
+    counts = dict(Customer.select(bucket.alias("bucket"), fn.COUNT(SQL("*")))
+                  .where(Customer.archived == False)  # noqa: E712 — peewee expression
+                  .group_by(bucket).tuples())
+    return [{"bucket": key, "label": label, "customers": int(counts.get(key, 0))}
+            for key, label in ACTIVITY]
+
+
+def dashboard(start, end):
+    """Everything the dashboard shows for a period."""
+    return {"summary": summary(start, end), "daily": daily(start, end),
+            "by_type": by_customer_type(start, end), "top": top_customers(start, end),
+            "activity": activity()}
+
+
+# --- 日结 / 交班 --------------------------------------------------------------------------------
+
+def parse_day(value):
+    """A day as YYYY-MM-DD; today when not given."""
+    if not value:
+        return datetime.date.today()
+    try:
+        return datetime.date.fromisoformat(str(value).strip())
+    except ValueError:
+        raise ValidationError("日期格式不正确，请写成 2026-01-31", code="invalid_day",
+                              field="day") from None
+
+
+def closing(day, operator_id=None):
+    """The day's closing for the shop or one operator: recharges and refunds by payment method,
+    bonuses, consumptions, reversals, and the cash the till should hold."""
+    since, until = statements.bounds(day, day)
+    where = (CardRecord.created_at >= since) & (CardRecord.created_at < until)
+    if operator_id:
+        where &= CardRecord.operator == operator_id
+    original = CardRecord.alias("original")
+    # A reversal counts against the payment method of the entry it reverses.
+    method = fn.COALESCE(fn.NULLIF(CardRecord.payment_method, ""), original.payment_method, "")
+    rows = (CardRecord.select(CardRecord.business_type, original.business_type, method,
+                              fn.COUNT(SQL("*")), fn.SUM(CardRecord.amount))
+            .join(original, JOIN.LEFT_OUTER, on=(CardRecord.reverses == original.id))
+            .where(where)
+            .group_by(CardRecord.business_type, original.business_type, method).tuples())
+    lines = [{"business_type": kind, "reverses_type": reversed_kind, "payment_method": pay or "",
+              "count": int(count), "amount": int(amount)}
+             for kind, reversed_kind, pay, count, amount in rows]
+    money_in = {m: 0 for m in ledger.PAYMENT_METHODS}
+    for line in lines:
+        takes_money = line["business_type"] in ("recharge", "refund") or (
+            line["business_type"] == "reversal" and line["reverses_type"] == "recharge")
+        if takes_money and line["payment_method"] in money_in:
+            money_in[line["payment_method"]] += line["amount"]
+    totals = {}
+    for line in lines:
+        key = line["business_type"]
+        if key == "reversal":
+            key = f"reversal_{line['reverses_type']}"
+        totals[key] = totals.get(key, 0) + line["amount"]
+    operator = User.get_or_none(User.id == operator_id) if operator_id else None
+    return {"day": day, "operator": operator, "lines": lines, "money_in": money_in,
+            "cash": money_in["cash"], "totals": totals}

@@ -1,0 +1,150 @@
+"""统计分析 and 日结: figures equal sums computed independently on a known data set; charts
+render offline in the browser; the closing adds up."""
+import datetime
+import io
+import os
+
+import openpyxl
+import pytest
+from playwright.sync_api import expect
+
+from crm.models import Card, ConsumeRecord, Customer
+from crm.services import cards, customer_types, customers, stats
+from tests.conftest import PASSWORD, AuthActions
+from tests.ledger_helpers import key, make_shop
+
+TODAY = datetime.date.today()
+
+
+@pytest.fixture
+def known(app):
+    """Three customers of two types; recharges (cash, wechat), bonus, consumptions, a reversal."""
+    shop = make_shop(app)
+
+    def build():
+        vip = customer_types.create_type(shop.admin, {"name": "VIP客户"})
+        two = customers.create_customer(shop.operator, {"name": "李四", "phone": "13900000002",
+                                                        "type_id": vip.id})
+        three = customers.create_customer(shop.operator, {"name": "王五", "phone": "13900000003"})
+        return two.id, three.id
+
+    two, three = shop.do(build)
+    a = shop.open_card(amount=30000, bonus=3000)                          # 张三, cash
+    b = shop.open_card(amount=20000, bonus=0, customer_id=two, payment_method="wechat")
+    c = shop.open_card(customer_id=three)                                  # no money yet
+    op = shop.operator
+    shop.do(lambda: cards.consume(op, a, key(), 5000))
+    shop.do(lambda: cards.consume(op, a, key(), 2500))
+    wrong = shop.do(lambda: cards.consume(op, b, key(), 1000))
+    shop.do(lambda: cards.reverse(shop.admin, wrong["record_id"], key(), "收错"))
+    shop.do(lambda: cards.consume(op, b, key(), 4000))
+    shop.do(lambda: cards.recharge(op, c, key(), 10000, bonus=0, payment_method="cash"))
+    return shop, (a, b, c)
+
+
+def test_dashboard_figures_equal_independent_sums(app, known):
+    """Every figure of the dashboard equals what this test adds up from the rows."""
+    shop, _ = known
+    s = shop.do(lambda: stats.summary(TODAY, TODAY))
+    assert s["total_recharge"] == 30000 + 20000 + 10000
+    assert s["bonus_given"] == 3000
+    assert s["total_consume"] == 5000 + 2500 + 4000  # the reversed 10.00 does not count
+    assert s["outstanding"] == shop.do(lambda: sum(c.money for c in Card.select()))
+    assert s["outstanding"] == 63000 - 11500 and s["outstanding_bonus"] == 3000
+    assert (s["new_customers"], s["active_customers"]) == (3, 3)
+    assert s["visits"] == 3 and s["average_per_visit"] == round(11500 / 3)
+    assert (s["buyers"], s["repeat_buyers"]) == (2, 2) and s["repurchase_rate"] == 1.0
+    net = shop.do(lambda: sum(r.amount for r in ConsumeRecord.select()))
+    assert net == s["total_consume"]
+
+
+def test_charts_data(app, known):
+    """Daily, by type, top customers and activity, on the same known data."""
+    shop, _ = known
+    data = shop.do(lambda: stats.dashboard(TODAY - datetime.timedelta(days=2), TODAY))
+    assert [d["day"] for d in data["daily"]] == [
+        (TODAY - datetime.timedelta(days=n)).isoformat() for n in (2, 1, 0)]
+    assert data["daily"][-1] == {"day": TODAY.isoformat(), "recharge": 60000, "consume": 11500}
+    assert data["daily"][0]["recharge"] == 0
+    assert data["by_type"] == [{"type": "未分类", "amount": 7500}, {"type": "VIP客户", "amount": 4000}]
+    assert [(t["name"], t["amount"]) for t in data["top"]] == [("张三", 7500), ("李四", 4000)]
+    assert data["activity"][0]["customers"] == 3 and data["activity"][3]["customers"] == 0
+
+    def age_one():
+        Customer.update(last_visit_at=datetime.datetime.now() - datetime.timedelta(days=45)).where(
+            Customer.name == "王五").execute()
+        Customer.update(last_visit_at=None).where(Customer.name == "李四").execute()
+
+    shop.do(age_one)
+    counts = [a["customers"] for a in shop.do(stats.activity)]
+    assert counts == [1, 1, 0, 1]
+
+
+def test_closing_adds_up(app, known):
+    """日结: cash and wechat takings; the cash the till should hold; one operator's share."""
+    shop, _ = known
+    result = shop.do(lambda: stats.closing(TODAY))
+    assert result["money_in"]["cash"] == 40000 and result["money_in"]["wechat"] == 20000
+    assert result["cash"] == 40000
+    assert result["totals"]["reversal_consume"] == 1000 and result["totals"]["consume"] == -12500
+    mine = shop.do(lambda: stats.closing(TODAY, shop.admin.user.id))
+    assert mine["money_in"]["cash"] == 0 and mine["totals"] == {"reversal_consume": 1000}
+
+
+def test_reversed_cash_recharge_leaves_the_till(app):
+    """A reversed cash recharge is money handed back: the till's cash goes down by it."""
+    shop = make_shop(app)
+    card_id = shop.open_card(amount=10000, bonus=0)
+    first = shop.do(lambda: cards.recharge(shop.operator, card_id, key(), 5000, bonus=0))
+    shop.do(lambda: cards.reverse(shop.admin, first["record_id"], key(), "充错"))
+    assert shop.do(lambda: stats.closing(TODAY))["cash"] == 10000
+
+
+def test_pages_and_exports(client, known):
+    """The dashboard, a chart's Excel, the closing page and its Excel; bad input is a 4xx."""
+    AuthActions(client).login("ann")
+    html = client.get("/stats").get_data(as_text=True)
+    assert "¥600.00" in html and "dashboard-data" in html and "100.0%" in html
+    resp = client.get("/stats/top.xlsx")
+    rows = list(openpyxl.load_workbook(io.BytesIO(resp.data)).active.iter_rows(values_only=True))
+    assert rows[0] == ("客户", "电话", "消费") and rows[1][0] == "张三" and float(rows[1][2]) == 75.0
+    assert client.get("/stats/nothing.xlsx").status_code == 404
+    html = client.get("/closing").get_data(as_text=True)
+    assert "¥400.00" in html
+    resp = client.get("/closing.xlsx")
+    rows = list(openpyxl.load_workbook(io.BytesIO(resp.data)).active.iter_rows(values_only=True))
+    assert rows[-1][0] == "应收现金" and float(rows[-1][3]) == 400.0
+    resp = client.get("/closing?day=2026-13-01")
+    assert resp.status_code == 422 and "日期格式不正确" in resp.get_data(as_text=True)
+    resp = client.get("/stats?start=2026-02-01&end=2026-01-01")
+    assert resp.status_code == 422
+
+
+def test_stats_api(client, known):
+    """GET /api/v1/stats answers the contract's fields in yuan."""
+    token = client.post("/api/v1/login", json={"username": "ann",
+                                               "password": PASSWORD}).get_json()["token"]
+    body = client.get("/api/v1/stats", headers={"Authorization": f"Bearer {token}"}).get_json()
+    assert (body["total_recharge"], body["total_consume"], body["outstanding_balance"]) == (
+        "600.00", "115.00", "515.00")
+    assert (body["active_customers"], body["new_customers"]) == (3, 3)
+    closing = client.get("/api/v1/closing", headers={"Authorization": f"Bearer {token}"}).get_json()
+    assert closing["cash"] == "400.00"
+
+
+@pytest.mark.backends("sqlite")
+def test_charts_render_offline(page, known, tmp_path):
+    """With every request off this machine blocked, all four charts draw (vendored Chart.js)."""
+    page.route(lambda url: not url.startswith(("http://127.0.0.1", "http://localhost")),
+               lambda route: route.abort())
+    page.goto("/login")
+    page.fill("#username", "ann")
+    page.fill("#password", PASSWORD)
+    page.press("#password", "Enter")
+    page.goto("/stats")
+    for chart in ("daily", "by_type", "top", "activity"):
+        expect(page.locator(f"#chart-{chart}")).to_have_attribute("data-drawn", "1")
+    page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)
+    if os.environ.get("CRM_KEEP_SCREENSHOTS"):
+        page.screenshot(path=os.environ["CRM_KEEP_SCREENSHOTS"] + "/dashboard.png", full_page=True)
+    assert (tmp_path / "dashboard.png").stat().st_size > 20000
