@@ -138,3 +138,41 @@ def test_flow_one_consume_by_keyboard_and_double_click(app, page):
     expect(page.locator("#new-balance")).to_have_text("¥67.50")
     assert shop.card(card_id).money == 6750
     assert run(app, lambda: ConsumeRecord.select().count()) == 2
+
+
+def test_flow_two_statement_and_exports(app, page, tmp_path):
+    """Flow two: find the customer → the statement for a period → list and totals match the
+    entries made → export both files."""
+
+    import openpyxl
+
+    from crm.services import cards
+    from tests.ledger_helpers import key, make_shop
+
+    shop = make_shop(app)
+    card_id = shop.open_card(amount=20000, bonus=2000, card_no="B-0001")
+    shop.do(lambda: cards.consume(shop.operator, card_id, key(), 3550, remark="美甲"))
+    page.goto("/login")
+    page.fill("#username", "ann")
+    page.fill("#password", PASSWORD)
+    page.press("#password", "Enter")
+    page.click("#side-menu >> text=对账查询")
+    page.fill("#q", "张三")
+    page.press("#q", "Enter")
+    page.click("#statement-results >> text=张三")
+    expect(page.locator("#statement-customer")).to_have_text("张三")
+    page.click("text=今天")
+    rows = page.locator("#statement-table tbody tr")
+    expect(rows).to_have_count(3)
+    expect(rows.nth(2)).to_contain_text("美甲")
+    expect(page.locator("[data-total=recharge]")).to_have_text("¥200.00")
+    expect(page.locator("[data-total=consume]")).to_have_text("-¥35.50")
+    expect(page.locator("[data-total=closing_balance]")).to_have_text("¥184.50")
+    with page.expect_download() as download:
+        page.click("#export-xlsx")
+    path = tmp_path / "s.xlsx"
+    download.value.save_as(path)
+    values = [r for r in openpyxl.load_workbook(path).active.iter_rows(values_only=True)]
+    assert any(r[0] == "期末余额" and float(r[3]) == 184.5 for r in values if r)
+    pdf = page.request.get(page.locator("#export-pdf").get_attribute("href"))
+    assert pdf.status == 200 and pdf.body()[:4] == b"%PDF"
