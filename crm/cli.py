@@ -115,8 +115,37 @@ def verify_command():
         sys.exit(1)
 
 
+@click.command("seed-demo")
+@click.option("--customers", default=1000, show_default=True, help="客户数（每位一张卡）")
+@click.option("--entries", default=10000, show_default=True, help="流水笔数（约一年）")
+@click.option("--force", is_flag=True, help="数据库里已有客户时也继续（会追加演示数据）")
+@with_appcontext
+def seed_demo_command(customers, entries, force):
+    """Fill the database with plausible demo data: customers, cards and a year of sealed,
+    balanced ledger entries. Refuses a database that already holds customers unless --force."""
+    import time
+
+    from crm.models import Customer, User
+    from crm.services import demo
+
+    database = current_app.extensions["crm_db"]
+    with database.connection_context():
+        if Customer.select().exists() and not force:
+            raise click.ClickException("数据库里已经有客户数据：演示数据只用于空库。确要追加请加 --force")
+        admin = (User.select().where(User.active & (User.role == "admin"))
+                 .order_by(User.id).first())
+        if admin is None:
+            raise click.ClickException("请先创建管理员（crm create-admin），演示流水记在他名下")
+        if entries < customers:
+            raise click.ClickException("流水笔数不能少于客户数（每张卡至少一笔开卡充值）")
+        started = time.monotonic()
+        made = demo.seed_bulk(database, admin, customers=customers, entries=entries,
+                              progress=lambda c, e: click.echo(f"  {c} 位客户，{e} 笔流水…"))
+    click.echo(f"已生成 {customers} 位客户、{made} 笔流水，用时 {time.monotonic() - started:.1f} 秒")
+
+
 COMMANDS = (run_command, migrate_command, create_admin_command, import_customers_command,
-            verify_command)
+            verify_command, seed_demo_command)
 
 
 def init_app(app):

@@ -1,5 +1,9 @@
-"""Plausible shop data for demos, benchmarks and load tests: Chinese names, valid phones."""
+"""Plausible shop data for demos, benchmarks and load tests: Chinese names, valid phones, and a
+year of sealed, balanced ledger entries."""
+import datetime
 import random
+
+from peewee import fn
 
 SURNAMES = ("王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡余杜叶程"
             "苏魏吕丁任沈姚卢姜崔钟谭陆汪范金石廖贾夏韦付方白邹孟熊秦邱江尹薛闫段雷侯龙史陶黎贺顾毛郝龚邵万钱严")
@@ -34,3 +38,156 @@ def fake_customers(count, seed=42, start=0):
             "address": f"{rng.choice(DISTRICTS)}{rng.randint(1, 999)}号",
             "remark": rng.choice(("", "", "", "喜欢靠窗座位", "对花生过敏", "老客户介绍")),
         }
+
+
+# --- bulk demo data: customers, cards and a year of sealed ledger entries ---------------------
+
+TYPES = (("普通客户", None), ("VIP客户", 95), ("金卡会员", 90), ("银卡会员", 98), ("员工", 80))
+
+
+def _text(moment):
+    """A time as both databases store it."""
+    return moment.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _entry_times(rng, count, days, end):
+    """`count` sorted times over the last `days` days, in opening hours (09–21), more at weekends."""
+    times = []
+    while len(times) < count:
+        day = end - datetime.timedelta(days=rng.randrange(days))
+        if day.weekday() < 5 and rng.random() < 0.3:
+            continue  # weekdays are quieter
+        times.append(datetime.datetime.combine(day, datetime.time(rng.randrange(9, 21),
+                                                                  rng.randrange(60),
+                                                                  rng.randrange(60))))
+    return sorted(times)
+
+
+def _card_history(rng, card_id, customer_id, operator_id, count, times, first_id):
+    """A card's entries (valid balances, sealed chain) and its consume records."""
+    from crm.services import ledger
+
+    paid = bonus = 0
+    head, records, sales = "", [], []
+    for seq in range(1, count + 1):
+        when = times[seq - 1]
+        if seq == 1 or paid + bonus < 3000 or rng.random() < 0.3:
+            amount = rng.choice((10000, 20000, 30000, 50000, 100000))
+            lines = [("recharge", amount, 0, rng.choice(("cash", "wechat", "alipay", "card")))]
+            if amount >= 50000 and rng.random() < 0.5 and seq < count:
+                lines.append(("bonus", 0, amount // 10, ""))
+        else:
+            charge = min(paid + bonus, rng.randrange(500, 8000))
+            from_paid = min(paid, charge)
+            lines = [("consume", -from_paid, -(charge - from_paid), "")]
+        for kind, paid_delta, bonus_delta, method in lines:
+            if len(records) == count:
+                break
+            paid += paid_delta
+            bonus += bonus_delta
+            entry = {"card": card_id, "customer": customer_id, "seq": len(records) + 1,
+                     "business_type": kind, "amount": paid_delta + bonus_delta,
+                     "paid_delta": paid_delta, "bonus_delta": bonus_delta,
+                     "balance_after": paid + bonus, "paid_after": paid, "bonus_after": bonus,
+                     "payment_method": method, "reverses": None, "operator": operator_id,
+                     "request_id": "", "remark": "", "created_at": when, "prev_hash": head}
+            entry["hash"] = head = ledger.seal(entry, head)
+            entry["id"] = first_id + len(records)
+            records.append(entry)
+            if kind == "consume":
+                sales.append((card_id, customer_id, entry["id"], -entry["amount"], None,
+                              -entry["amount"], entry["balance_after"], operator_id, "", "",
+                              _text(when)))
+    card = {"money": paid + bonus, "paid_money": paid, "bonus_money": bonus,
+            "entry_count": len(records), "chain_head": head}
+    return records, sales, card
+
+
+def seed_bulk(database, operator, customers=1000, entries=10000, heavy=(), seed=7, days=365,
+              progress=None):
+    """Fill an empty shop with `customers` customers (one card each) and `entries` ledger entries
+    over the last `days` days, sealed and balanced, with consume records. `heavy` lists entry
+    counts for the first customers (e.g. one with 10,000). Bulk inserts, explicit ids."""
+    from crm.db import is_mysql
+    from crm.models import Card, CardRecord, Counter, Customer, CustomerType
+    from crm.models import now as now_
+
+    rng = random.Random(seed)
+    p = database.param
+    end = datetime.date.today()
+    type_ids = []
+    for name, discount in TYPES:
+        found = CustomerType.get_or_none(CustomerType.name == name)
+        type_ids.append((found or CustomerType.create(name=name, discount=discount)).id)
+    counts = list(heavy) + [0] * (customers - len(heavy))
+    rest = entries - sum(heavy)
+    spread = customers - len(heavy)
+    for index in range(len(heavy), customers):
+        counts[index] = rest // spread + (1 if index - len(heavy) < rest % spread else 0)
+    first_customer = (Customer.select(fn.MAX(Customer.id)).scalar() or 0) + 1
+    first_card = (Card.select(fn.MAX(Card.id)).scalar() or 0) + 1
+    next_record = (CardRecord.select(fn.MAX(CardRecord.id)).scalar() or 0) + 1
+    customer_no = Counter.take("customer", customers)
+    card_no = Counter.take("card", customers)
+    record_columns = ("id, card_id, customer_id, seq, business_type, amount, paid_delta, "
+                      "bonus_delta, balance_after, paid_after, bonus_after, payment_method, "
+                      "reverses_id, operator_id, request_id, remark, created_at, prev_hash, hash")
+    sql = {
+        "customer": f"INSERT INTO t_customer (id, customer_no, name, gender, phone, address, "
+                    f"type_id, remark, archived, created_at, updated_at, last_visit_at, "
+                    f"search_text) VALUES ({', '.join([p] * 13)})",
+        "card": f"INSERT INTO t_card (id, card_no, customer_id, status, money, paid_money, "
+                f"bonus_money, entry_count, chain_head, remark, created_at, updated_at) "
+                f"VALUES ({', '.join([p] * 12)})",
+        "record": f"INSERT INTO t_card_record ({record_columns}) VALUES ({', '.join([p] * 19)})",
+        "sale": "INSERT INTO t_consume_record (card_id, customer_id, card_record_id, "
+                "original_amount, discount, amount, balance_after, operator_id, request_id, "
+                f"remark, created_at) VALUES ({', '.join([p] * 11)})",
+    }
+    people = fake_customers(customers, seed=seed, start=first_customer)
+    stamp = _text(now_())
+    batch = {"customer": [], "card": [], "record": [], "sale": []}
+
+    def flush():
+        with database.atomic():
+            cursor = database.cursor()
+            for name in ("customer", "card", "record", "sale"):
+                if batch[name]:
+                    cursor.executemany(sql[name], batch[name])
+                    batch[name] = []
+
+    made = 0
+    for index in range(customers):
+        customer_id, card_id = first_customer + index, first_card + index
+        number = f"{customer_no + index:06d}"
+        person = next(people)
+        times = _entry_times(rng, counts[index], days, end)
+        records, sales, card = _card_history(rng, card_id, customer_id, operator.id,
+                                             counts[index], times, next_record)
+        next_record += len(records)
+        created = _text((times[0] if times else now_()) - datetime.timedelta(minutes=5))
+        batch["customer"].append((
+            customer_id, number, person["name"], person["gender"], person["phone"],
+            person["address"], rng.choice(type_ids), person["remark"], False, created, created,
+            _text(times[-1]) if times else None,
+            Customer.make_search_text(person["name"], person["phone"], number)))
+        batch["card"].append((card_id, f"8{card_no + index:07d}", customer_id, "active",
+                              card["money"], card["paid_money"], card["bonus_money"],
+                              card["entry_count"], card["chain_head"], "", created, stamp))
+        for r in records:
+            batch["record"].append((r["id"], r["card"], r["customer"], r["seq"],
+                                    r["business_type"], r["amount"], r["paid_delta"],
+                                    r["bonus_delta"], r["balance_after"], r["paid_after"],
+                                    r["bonus_after"], r["payment_method"], None, r["operator"],
+                                    "", "", _text(r["created_at"]), r["prev_hash"], r["hash"]))
+        batch["sale"].extend(sales)
+        made += len(records)
+        if len(batch["record"]) >= 20000 or len(batch["customer"]) >= 5000:
+            flush()
+            if progress:
+                progress(index + 1, made)
+    flush()
+    if is_mysql(database):
+        for table in ("t_customer", "t_card", "t_card_record", "t_consume_record"):
+            database.execute_sql(f"ANALYZE TABLE {table}")
+    return made
