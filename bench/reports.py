@@ -1,0 +1,135 @@
+"""Bench: statements, the dashboard and the Excel export on a big shop.
+
+    python bench/reports.py [--url mysql://root@127.0.0.1:3306/crm_bench_reports]
+                            [--customers 100000] [--entries 1000000]
+
+Fills a fresh bench database (dropped and re-created: never point --url at a shop's data) with
+`crm seed-demo`'s generator: one customer with 10,000 entries, one with 50,000, the rest spread
+over a year. Then times, on the server side: the 30-day dashboard (service and whole page),
+a statement page of the 10,000-entry customer (first and last page, whole year), and the
+50,000-row statement export to Excel (in a child process, to measure its peak memory).
+"""
+import argparse
+import datetime
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from crm import create_app  # noqa: E402
+from crm import db as crm_db  # noqa: E402
+from crm.models import Customer, User  # noqa: E402
+from crm.services import (  # noqa: E402
+    Actor,  # noqa: E402
+    demo,
+    statement_export,
+    statements,
+    stats,
+)
+from crm.services import users as user_service  # noqa: E402
+
+
+def timed(fn, repeat=7):
+    samples = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - started) * 1000)
+    samples.sort()
+    return f"p50 {statistics.median(samples):7.1f} ms  max {samples[-1]:7.1f} ms"
+
+
+def export_child(url, instance, customer_id, start, end):
+    """Run in a child process: export the statement, print seconds and peak RSS."""
+    app = create_app({"DATABASE_URL": url, "INSTANCE_PATH": instance})
+    with app.app_context(), app.extensions["crm_db"].connection_context():
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        started = time.perf_counter()
+        data = statement_export.xlsx("压测小店", customer_id, start, end)
+        seconds = time.perf_counter() - started
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(f"{seconds:.2f} {peak / 1024:.0f} {before / 1024:.0f} {len(data)}")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--url", default="mysql://root@127.0.0.1:3306/crm_bench_reports")
+    parser.add_argument("--customers", type=int, default=100_000)
+    parser.add_argument("--entries", type=int, default=1_000_000)
+    parser.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        url, instance, customer_id, start, end = args.child
+        export_child(url, instance, int(customer_id), datetime.date.fromisoformat(start),
+                     datetime.date.fromisoformat(end))
+        return
+
+    base, name = args.url.rsplit("/", 1)
+    server = crm_db.database_from_url(base + "/mysql")
+    with server.connection_context():
+        server.execute_sql(f"DROP DATABASE IF EXISTS {name}")
+        server.execute_sql(f"CREATE DATABASE {name} CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
+    crm_db.close_all(server)
+    instance = tempfile.mkdtemp(prefix="crm-bench-")
+    app = create_app({"DATABASE_URL": args.url, "INSTANCE_PATH": instance, "BCRYPT_ROUNDS": 4,
+                      "TESTING": True})
+    database = app.extensions["crm_db"]
+    crm_db.migrate(database)
+    with app.app_context(), database.connection_context():
+        version = database.execute_sql("SELECT VERSION()").fetchone()[0]
+        print(f"machine: {platform.node()} · {os.cpu_count()} cores · python "
+              f"{platform.python_version()} · MariaDB {version}")
+        boss = user_service.create_user(Actor(), "bench", "bench-password-1", role="admin")
+        started = time.perf_counter()
+        made = demo.seed_bulk(database, boss, customers=args.customers, entries=args.entries,
+                              heavy=(10_000, 50_000))
+        print(f"filled {args.customers} customers and {made} entries in "
+              f"{time.perf_counter() - started:.0f} s")
+        heavy, huge = [c.id for c in Customer.select(Customer.id).order_by(Customer.id).limit(2)]
+        today = datetime.date.today()
+        month = today - datetime.timedelta(days=29)
+        year = today - datetime.timedelta(days=365)
+        print("\nserver time:")
+        print(f"  dashboard, 30 days (service)           {timed(lambda: stats.dashboard(month, today))}")
+        print(f"  statement 10,000 entries, first page   "
+              f"{timed(lambda: statements.statement(heavy, year, today, page=1))}")
+        print(f"  statement 10,000 entries, last page    "
+              f"{timed(lambda: statements.statement(heavy, year, today, page=200))}")
+        assert User.select().count() == 1
+
+    client = app.test_client()
+    import re
+
+    html = client.get("/login").get_data(as_text=True)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
+    client.post("/login", data={"username": "bench", "password": "bench-password-1",
+                                "csrf_token": token})
+
+    def page(path):
+        resp = client.get(path)
+        assert resp.status_code == 200, resp.status_code
+
+    print(f"  dashboard page, 30 days (whole request) "
+          f"{timed(lambda: page(f'/stats?start={month}&end={today}'))}")
+    print(f"  statement page, 10,000 entries          "
+          f"{timed(lambda: page(f'/customers/{heavy}/statement?start={year}&end={today}'))}")
+
+    result = subprocess.run([sys.executable, __file__, "--child", args.url, instance, str(huge),
+                             year.isoformat(), today.isoformat()], capture_output=True, text=True,
+                            check=True)
+    seconds, peak, before, size = result.stdout.split()
+    print(f"\nExcel export of the 50,000-entry statement: {seconds} s, peak memory {peak} MB "
+          f"(process before export {before} MB), file {int(size) / 1e6:.1f} MB")
+    crm_db.close_all(database)
+
+
+if __name__ == "__main__":
+    main()
