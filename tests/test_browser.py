@@ -138,6 +138,10 @@ def test_flow_one_consume_by_keyboard_and_double_click(app, page):
     expect(page.locator("#new-balance")).to_have_text("¥67.50")
     assert shop.card(card_id).money == 6750
     assert run(app, lambda: ConsumeRecord.select().count()) == 2
+    page.emulate_media(media="print")  # what the receipt printer gets: the receipt alone
+    expect(page.locator("#receipt")).to_be_visible()
+    for hidden in (".navbar", "#side-menu", "#consume-result", "[data-action=print]"):
+        expect(page.locator(hidden).first).to_be_hidden()
 
 
 def test_flow_two_statement_and_exports(app, page, tmp_path):
