@@ -216,7 +216,7 @@ class CardRecord(BaseModel):
     operator = ForeignKeyField(User, column_name="operator_id")
     request_id = CharField(max_length=64, default="", index=True)
     remark = CharField(max_length=200, default="")
-    created_at = DateTimeField(default=now, index=True)
+    created_at = DateTimeField(default=now)
     prev_hash = CharField(max_length=64)
     hash = CharField(max_length=64)
 
@@ -225,6 +225,7 @@ class CardRecord(BaseModel):
         indexes = (
             (("card", "seq"), True),
             (("customer", "created_at"), False),
+            (("created_at", "business_type", "customer", "amount"), False),  # reports
         )
 
 
@@ -241,11 +242,12 @@ class ConsumeRecord(BaseModel):
     operator = ForeignKeyField(User, column_name="operator_id")
     request_id = CharField(max_length=64, default="")
     remark = CharField(max_length=200, default="")
-    created_at = DateTimeField(default=now, index=True)
+    created_at = DateTimeField(default=now)
 
     class Meta:
         table_name = "t_consume_record"
-        indexes = ((("customer", "created_at"), False),)
+        indexes = ((("customer", "created_at"), False),
+                   (("created_at", "customer", "amount"), False))  # reports
 
 
 class IdempotencyKey(BaseModel):

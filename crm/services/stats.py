@@ -80,13 +80,18 @@ def daily(start, end):
 
 
 def by_customer_type(start, end):
-    """Net consumption per customer type in the period, biggest first."""
+    """Net consumption per customer type in the period, biggest first (summed per customer from
+    the covering index first, so only the period's customers are looked up)."""
     since, until = statements.bounds(start, end)
-    total = fn.SUM(ConsumeRecord.amount)
-    rows = (ConsumeRecord.select(CustomerType.name, total.alias("amount"))
-            .join(Customer, on=(ConsumeRecord.customer == Customer.id))
+    per_customer = (ConsumeRecord.select(ConsumeRecord.customer,
+                                         fn.SUM(ConsumeRecord.amount).alias("spent"))
+                    .where((ConsumeRecord.created_at >= since) & (ConsumeRecord.created_at < until))
+                    .group_by(ConsumeRecord.customer).alias("spent_by"))
+    total = fn.SUM(per_customer.c.spent)
+    rows = (Customer.select(CustomerType.name, total.alias("amount"))
+            .join(per_customer, on=(Customer.id == per_customer.c.customer_id))
+            .switch(Customer)
             .join(CustomerType, JOIN.LEFT_OUTER, on=(Customer.type == CustomerType.id))
-            .where((ConsumeRecord.created_at >= since) & (ConsumeRecord.created_at < until))
             .group_by(CustomerType.name).order_by(total.desc()).tuples())
     return [{"type": name or "未分类", "amount": int(amount)} for name, amount in rows]
 
