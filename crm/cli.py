@@ -1,5 +1,6 @@
 """The `crm` command line. Each command's docstring is its help."""
 import sys
+from pathlib import Path
 
 import click
 from flask import current_app
@@ -144,8 +145,87 @@ def seed_demo_command(customers, entries, force):
     click.echo(f"已生成 {customers} 位客户、{made} 笔流水，用时 {time.monotonic() - started:.1f} 秒")
 
 
+@click.command("backup")
+@with_appcontext
+def backup_command():
+    """Back up now into the backup folder, read it back and check it; exit 1 if the check fails."""
+    from crm.services import backups
+
+    config = current_app.config
+    with current_app.extensions["crm_db"].connection_context():
+        try:
+            info = backups.create(config["BACKUP_DIR"], "manual", config["SHOP_NAME"],
+                                  _cli_actor(), config.get("BACKUP_COPY_DIR", ""))
+        except CrmError as error:
+            raise click.ClickException(error.message) from None
+    click.echo(f"已备份：{Path(config['BACKUP_DIR']) / info['name']}（{info['size'] / 1e6:.1f} MB）")
+    if info.get("copy"):
+        click.echo(info["copy"])
+    if not info["verified"]:
+        click.echo("核对未通过：" + "；".join(info["problems"]))
+        sys.exit(1)
+    click.echo("已读回核对：校验和、行数、每张卡的签名链与余额全部正确")
+
+
+@click.command("restore")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--recovery-key-file", type=click.Path(exists=True, dir_okay=False),
+              help="旧电脑的恢复密钥文件（在另一台电脑上恢复时需要）")
+@click.option("--yes", is_flag=True, help="不再询问，直接恢复")
+@with_appcontext
+def restore_command(file, recovery_key_file, yes):
+    """Restore a backup file: it is checked first, the current data is backed up, then replaced
+    in one transaction (all or nothing), and the ledger is verified."""
+    from crm import config as crm_config
+    from crm.services import backups
+
+    config = current_app.config
+    key = Path(recovery_key_file).read_text(encoding="utf-8").strip() if recovery_key_file else ""
+    if not yes:
+        click.confirm(f"用 {file} 替换“{config['SHOP_NAME']}”现有的全部数据？（会先自动备份现有数据）",
+                      abort=True)
+    database = current_app.extensions["crm_db"]
+    crm_db_migrate(database)
+    with database.connection_context():
+        try:
+            name = backups.save_upload(config["BACKUP_DIR"], Path(file).read_bytes())
+            result = backups.restore(config["BACKUP_DIR"], name, actor=_cli_actor(),
+                                     shop_name=config["SHOP_NAME"],
+                                     key=key.encode("utf-8") if key else None)
+        except CrmError as error:
+            raise click.ClickException(error.message) from None
+    if key:
+        crm_config.set_value(current_app.instance_path, "LEDGER_KEY", key)
+    click.echo(f"已恢复（恢复前的数据另存为 {result['safety_backup']}）；账本校验："
+               + ("全部正确" if result["ledger_ok"] else "有问题，请运行 crm verify 查看"))
+    if not result["ledger_ok"]:
+        sys.exit(1)
+
+
+@click.command("recovery-key")
+@with_appcontext
+def recovery_key_command():
+    """Print this instance's ledger key: keep it on paper or a USB stick apart from the PC, to
+    restore the shop's backups on another PC."""
+    click.echo(current_app.config["LEDGER_KEY"])
+
+
+def crm_db_migrate(database):
+    """Bring the schema up to date (a restore needs the current tables)."""
+    from crm import db as crm_db
+
+    crm_db.migrate(database)
+
+
+def _cli_actor():
+    from crm.services import Actor
+
+    return Actor(user=None, ip="cli")
+
+
 COMMANDS = (run_command, migrate_command, create_admin_command, import_customers_command,
-            verify_command, seed_demo_command)
+            verify_command, seed_demo_command, backup_command, restore_command,
+            recovery_key_command)
 
 
 def init_app(app):

@@ -19,6 +19,7 @@ DEFAULTS = {
     "BACKUP_DIR": "",  # empty: <CRM_HOME>/backups
     "BACKUP_COPY_DIR": "",
     "BACKUP_TIME": "02:00",
+    "BACKUP_KEEP": "7,4,12",  # daily, weekly, monthly backups kept
     "LOGIN_MAX_FAILURES": 5,
     "LOGIN_LOCK_MINUTES": 15,
     "SESSION_IDLE_MINUTES": 480,
@@ -105,3 +106,21 @@ def load(folder, overrides=None):
             raise RuntimeError(f"{key} is missing from {folder / CONFIG_NAME}")
     settings["INSTANCE_PATH"] = str(folder)
     return settings
+
+
+def set_value(folder, key, value):
+    """Write one setting into the instance config file (e.g. the ledger key after restoring
+    another PC's backup), keeping the rest of the file as it is."""
+    path = ensure_config_file(Path(folder))
+    lines = path.read_text(encoding="utf-8").splitlines()
+    entry = f'{key} = "{value}"'
+    for index, line in enumerate(lines):
+        if line.split("=", 1)[0].strip() == key:
+            lines[index] = entry
+            break
+    else:
+        lines.append(entry)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)

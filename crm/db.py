@@ -106,17 +106,17 @@ def is_mysql(database=None):
 
 @contextmanager
 def migration_lock(database):
-    """Hold a server-wide lock so that two app processes never migrate one MySQL database at once."""
+    """A server-wide lock: two processes never migrate, back up or restore one MySQL database at once."""
     if not is_mysql(database):
         yield  # SQLite: the launcher's single-instance check keeps to one process per file
         return
-    got = database.execute_sql("SELECT GET_LOCK('crm_migrate', 60)").fetchone()[0]
+    got = database.execute_sql("SELECT GET_LOCK('crm_maintenance', 60)").fetchone()[0]
     if got != 1:
         raise OperationalError("another process is migrating this database")
     try:
         yield
     finally:
-        database.execute_sql("SELECT RELEASE_LOCK('crm_migrate')")
+        database.execute_sql("SELECT RELEASE_LOCK('crm_maintenance')")
 
 
 def migrate(database=None):

@@ -311,6 +311,16 @@ class Counter(BaseModel):
         return cls.get_by_id(name).value - count + 1
 
 
+class RestoreMode(BaseModel):
+    """Holds a row only inside a restoring transaction: the append-only DELETE guards let rows go
+    only then (see migration 0006)."""
+
+    id = IntegerField(primary_key=True)
+
+    class Meta:
+        table_name = "t_restore_mode"
+
+
 ALL_MODELS = (
     User,
     AuthToken,
@@ -324,6 +334,7 @@ ALL_MODELS = (
     AuditLog,
     Counter,
     RechargeRule,
+    RestoreMode,
 )
 
 # Tables whose rows are never changed or removed once written; the database refuses it.

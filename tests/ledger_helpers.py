@@ -72,9 +72,15 @@ def make_shop(app, discount=None):
     return run(app, setup)
 
 
-def guard_sql(database, table, event):
-    """The migration's own CREATE TRIGGER statement for an append-only guard."""
-    spec = importlib.util.spec_from_file_location("m0001", MIGRATIONS_DIR / "0001_initial.py")
+def _migration(name):
+    spec = importlib.util.spec_from_file_location(name, MIGRATIONS_DIR / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module._guard_sql(database, table, event)
+    return module
+
+
+def guard_sql(database, table, event):
+    """The migrations' own CREATE TRIGGER statement for an append-only guard."""
+    if event == "DELETE":
+        return _migration("0006_restore_mode")._delete_guard(database, table)
+    return _migration("0001_initial")._guard_sql(database, table, event)

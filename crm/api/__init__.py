@@ -54,7 +54,7 @@ def text_field(data, name, required=True):
 
 def init_app(app):
     """Register the API blueprint; it uses bearer tokens, so the cookie CSRF check does not apply."""
-    from crm.api import auth, cards, customers, openapi, reports  # noqa: F401 — routes register
+    from crm.api import auth, backups, cards, customers, openapi, reports  # noqa: F401 — the routes register themselves
 
     csrf.exempt(bp)
     app.register_blueprint(bp)

@@ -353,23 +353,28 @@ def _card_problems(card, records):
     return problems
 
 
-def verify(card_ids=None):
-    """Recompute every card's chain and check balance = sum of entries; name the first bad entry."""
+def verify(card_ids=None, database=None):
+    """Recompute every card's chain and check balance = sum of entries; name the first bad entry.
+    `database` checks another database than the app's (a backup restored into a scratch file)."""
     report = Report()
     cards = Card.select().order_by(Card.id)
-    if card_ids is not None:
-        cards = cards.where(Card.id.in_(list(card_ids)))
     records = CardRecord.select().order_by(CardRecord.card, CardRecord.seq)
     if card_ids is not None:
+        cards = cards.where(Card.id.in_(list(card_ids)))
         records = records.where(CardRecord.card.in_(list(card_ids)))
+    if database is not None:
+        cards, records = cards.bind(database), records.bind(database)
     stream = iter(records.iterator())
     pending = next(stream, None)
+
+    def orphan(record):
+        report.problems.append({"card_id": record.card_id, "card_no": "", "record_id": record.id,
+                                "seq": record.seq, "problem": "记录所属的会员卡不存在"})
+
     for card in cards.iterator():
         own = []
         while pending is not None and pending.card_id < card.id:
-            report.problems.append({"card_id": pending.card_id, "card_no": "",
-                                    "record_id": pending.id, "seq": pending.seq,
-                                    "problem": "记录所属的会员卡不存在"})
+            orphan(pending)
             pending = next(stream, None)
         while pending is not None and pending.card_id == card.id:
             own.append(pending)
@@ -377,7 +382,16 @@ def verify(card_ids=None):
         report.cards_checked += 1
         report.entries_checked += len(own)
         report.problems.extend(_card_problems(card, own))
+    while pending is not None:
+        orphan(pending)
+        pending = next(stream, None)
     return report
+
+
+def key_fingerprint(key=None):
+    """A short fingerprint of the ledger key, to tell whether two instances share it (the key
+    itself never leaves the config file)."""
+    return hmac.new(key or Settings.key, b"crm ledger key check", hashlib.sha256).hexdigest()[:16]
 
 
 def verify_and_audit(actor):

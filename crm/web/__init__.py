@@ -68,10 +68,10 @@ def init_app(app):
     login_manager.init_app(app)
     login_manager.session_protection = None  # the server-side token is the protection
 
-    from crm.web import admin, auth, cards, customer_types, customers, main, reports
+    from crm.web import admin, auth, backups, cards, customer_types, customers, main, reports
 
     for blueprint in (auth.bp, main.bp, admin.bp, customers.bp, customer_types.bp, cards.bp,
-                      reports.bp):
+                      reports.bp, backups.bp):
         app.register_blueprint(blueprint)
 
     app.jinja_env.filters["yuan"] = format_yuan

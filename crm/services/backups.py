@@ -1,0 +1,541 @@
+"""Backups in one portable format for SQLite and MySQL, verified by a restore into a scratch
+database; restores that are all-or-nothing and start with a safety backup.
+
+A backup is a zip: manifest.json (format, app and schema version, time, shop, row counts, the
+sha256 of every part, every card's chain head, the ledger key's fingerprint) and one JSON-lines
+file per table. The ledger key itself is never in a backup (see README: the recovery key).
+"""
+import datetime
+import hashlib
+import json
+import os
+import re
+import shutil
+import tempfile
+import threading
+import zipfile
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from crm import __version__
+from crm import db as crm_db
+from crm.errors import Conflict, CrmError, NotFound, ValidationError
+from crm.models import (
+    AuditLog,
+    AuthToken,
+    Card,
+    CardRecord,
+    ConsumeRecord,
+    Counter,
+    Customer,
+    CustomerType,
+    IdempotencyKey,
+    LoginThrottle,
+    RechargeRule,
+    User,
+    now,
+)
+from crm.services import audit, ledger
+
+FORMAT = 1
+# Restored in this order (parents first); emptied in the reverse order.
+TABLES = (User, CustomerType, Customer, Card, CardRecord, ConsumeRecord, IdempotencyKey,
+          AuditLog, Counter, RechargeRule)
+# Logins and lockouts are this PC's business: never carried over, always emptied by a restore.
+NOT_CARRIED = (AuthToken, LoginThrottle)
+NAME = re.compile(r"^crm-backup-\d{8}-\d{6}-(manual|daily|safety|upload)(-\d+)?\.zip$")
+KINDS = {"manual": "手动", "daily": "每日自动", "safety": "恢复前安全备份", "upload": "上传"}
+
+_process_lock = threading.Lock()
+
+
+class BackupError(CrmError):
+    """A backup or restore that cannot be done; nothing was changed."""
+
+    status = 422
+    code = "backup_failed"
+
+
+# --- rows to JSON and back --------------------------------------------------------------------
+
+def _columns(model):
+    return [f.column_name for f in model._meta.sorted_fields]
+
+
+def _plain(value):
+    if isinstance(value, datetime.datetime):
+        return value.strftime("%Y-%m-%d %H:%M:%S")
+    if isinstance(value, datetime.date):
+        return value.isoformat()
+    if isinstance(value, bool):
+        return int(value)
+    return value
+
+
+def _table_name(model):
+    return model._meta.table_name
+
+
+def _column_list(database, columns):
+    """Columns quoted for the database (t_idempotency_key has a column named key)."""
+    open_, close = database.quote
+    return ", ".join(f"{open_}{c}{close}" for c in columns)
+
+
+@contextmanager
+def maintenance_lock(database):
+    """One backup, restore or migration at a time: in this process, and across processes
+    sharing one MySQL database (a server-side named lock)."""
+    if not _process_lock.acquire(timeout=1):
+        raise Conflict("另一个备份或恢复正在进行，请稍后再试", code="backup_busy")
+    try:
+        with crm_db.migration_lock(database):
+            yield
+    finally:
+        _process_lock.release()
+
+
+# --- making a backup --------------------------------------------------------------------------
+
+def _new_name(folder, kind):
+    stamp = now().strftime("%Y%m%d-%H%M%S")
+    name, n = f"crm-backup-{stamp}-{kind}.zip", 1
+    while (folder / name).exists():
+        name, n = f"crm-backup-{stamp}-{kind}-{n}.zip", n + 1
+    return name
+
+
+def _dump(database, archive):
+    """Write every carried table from one consistent snapshot; return counts, sums, heads."""
+    counts, digests, heads = {}, {}, {}
+    with crm_db.snapshot(database):
+        for model in TABLES:
+            table, columns = _table_name(model), _columns(model)
+            key = model._meta.primary_key.column_name
+            digest, count = hashlib.sha256(), 0
+            cursor = database.execute_sql(f"SELECT {_column_list(database, columns)} FROM {table} "
+                                          f"ORDER BY {key}")
+            with archive.open(f"{table}.jsonl", "w") as member:
+                for row in cursor:
+                    values = dict(zip(columns, (_plain(v) for v in row), strict=True))
+                    if model is Card:
+                        heads[str(values["id"])] = values["chain_head"]
+                    line = (json.dumps(values, ensure_ascii=False, separators=(",", ":"))
+                            + "\n").encode("utf-8")
+                    digest.update(line)
+                    member.write(line)
+                    count += 1
+            counts[table], digests[table] = count, digest.hexdigest()
+    return counts, digests, heads
+
+
+def create(folder, kind="manual", shop_name="", actor=None, copy_folder=""):
+    """Make a backup in `folder`, read it back and verify it; copy it to `copy_folder` if set.
+    Returns the backup's info dict. Raises BackupError without leaving a partial file."""
+    database = crm_db.db.obj
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise BackupError(f"无法创建备份文件夹 {folder}：{error.strerror}") from None
+    with maintenance_lock(database):
+        name = _new_name(folder, kind)
+        partial = folder / (name + ".part")
+        try:
+            with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED, compresslevel=6) as archive:
+                counts, digests, heads = _dump(database, archive)
+                manifest = {
+                    "format": FORMAT, "app_version": __version__,
+                    "created_at": now().strftime("%Y-%m-%d %H:%M:%S"), "kind": kind,
+                    "shop_name": shop_name, "database": "mysql" if crm_db.is_mysql(database)
+                    else "sqlite", "schema": crm_db.schema_version(database),
+                    "tables": {t: {"rows": counts[t], "sha256": digests[t],
+                                   "columns": _columns(m)}
+                               for t, m in ((_table_name(m), m) for m in TABLES)},
+                    "chain_heads": heads, "ledger_key": ledger.key_fingerprint(),
+                }
+                archive.writestr("manifest.json", json.dumps(manifest, ensure_ascii=False,
+                                                             indent=1))
+            with open(partial, "rb+") as handle:
+                os.fsync(handle.fileno())
+            os.replace(partial, folder / name)
+        except OSError as error:
+            partial.unlink(missing_ok=True)
+            raise BackupError(f"备份写入失败（{folder}）：{error.strerror or error}，"
+                              "请检查磁盘空间和文件夹权限") from None
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
+    result = check(folder / name)
+    info = describe(folder / name)
+    if copy_folder:
+        info["copy"] = _copy(folder / name, Path(copy_folder))
+    if actor is not None:
+        audit.record(actor, "backup.create", "backup", name, kind=kind, verified=result.ok,
+                     size=info["size"], copy=info.get("copy"))
+    return info
+
+
+def _copy(path, target):
+    """A verified copy in the second folder (USB disk, NAS); returns what happened in words."""
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        partial = target / (path.name + ".part")
+        shutil.copyfile(path, partial)
+        if _sha256_file(partial) != _sha256_file(path):
+            partial.unlink(missing_ok=True)
+            return "复制到第二位置后校验不符，未保留副本"
+        os.replace(partial, target / path.name)
+        return f"已复制到 {target}"
+    except OSError as error:
+        return f"复制到 {target} 失败：{error.strerror or error}"
+
+
+def _sha256_file(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+# --- reading and checking a backup ------------------------------------------------------------
+
+@dataclass
+class Checked:
+    """The result of reading a backup back."""
+
+    ok: bool = False
+    manifest: dict = field(default_factory=dict)
+    problems: list = field(default_factory=list)
+    scratch: str = ""  # the verified scratch SQLite database, when kept
+
+
+def read_manifest(path):
+    """The backup's manifest, or BackupError for a file that is not a readable backup."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            manifest = json.loads(archive.read("manifest.json"))
+    except (zipfile.BadZipFile, KeyError, ValueError, OSError, EOFError):
+        raise BackupError("这不是一个可用的备份文件（文件损坏、不完整，或不是本系统的备份）",
+                          code="invalid_backup") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise BackupError("备份文件格式不认识", code="invalid_backup")
+    return manifest
+
+
+def _rows(archive, table, manifest):
+    """The table's rows from the zip, checking the sha256 and the count as they stream by."""
+    expected = manifest["tables"][table]
+    digest, count = hashlib.sha256(), 0
+    with archive.open(f"{table}.jsonl") as member:
+        for line in member:
+            digest.update(line)
+            count += 1
+            yield json.loads(line)
+    if digest.hexdigest() != expected["sha256"] or count != expected["rows"]:
+        raise BackupError(f"备份文件已损坏：{table} 的内容与清单不符（可能被改动或不完整）",
+                          code="backup_corrupt")
+
+
+def _load(database, source, fresh=False):
+    """Replace every carried table of `database` with the rows from `source` — an iterable of
+    (model, columns, rows) — in one transaction: all or nothing. `fresh`: a new, empty scratch
+    database (perhaps at an older schema, without t_restore_mode), nothing to empty."""
+    mysql = crm_db.is_mysql(database)
+    param = database.param
+    with database.atomic():
+        if mysql:
+            database.execute_sql("SET FOREIGN_KEY_CHECKS = 0")
+        else:
+            database.execute_sql("PRAGMA defer_foreign_keys = ON")
+        try:
+            present = set(database.get_tables())
+            if not fresh:
+                database.execute_sql("INSERT INTO t_restore_mode (id) VALUES (1)")
+            for model in (*reversed(TABLES), *NOT_CARRIED):
+                # A fresh scratch database holds only what migrations seed (t_counter's rows).
+                if _table_name(model) in present:
+                    database.execute_sql(f"DELETE FROM {_table_name(model)}")
+            for model, columns, rows in source:
+                # The target's own columns: a scratch database may be at an older schema.
+                known = {c.name for c in database.get_columns(_table_name(model))}
+                keep = [c for c in columns if c in known]
+                statement = (f"INSERT INTO {_table_name(model)} ({_column_list(database, keep)}) "
+                             f"VALUES ({', '.join([param] * len(keep))})")
+                batch = []
+                for row in rows:
+                    batch.append(tuple(row[c] for c in keep))
+                    if len(batch) == 2000:
+                        database.cursor().executemany(statement, batch)
+                        batch = []
+                if batch:
+                    database.cursor().executemany(statement, batch)
+            if not fresh:
+                database.execute_sql("DELETE FROM t_restore_mode")
+        finally:
+            if mysql:
+                database.execute_sql("SET FOREIGN_KEY_CHECKS = 1")
+
+
+def _from_zip(archive, manifest, database):
+    present = set(database.get_tables())
+    for model in TABLES:
+        table = _table_name(model)
+        if table in manifest["tables"] and table in present:
+            yield model, manifest["tables"][table]["columns"], _rows(archive, table, manifest)
+
+
+def _from_database(database):
+    for model in TABLES:
+        columns = _columns(model)
+        cursor = database.execute_sql(f"SELECT {_column_list(database, columns)} "
+                                      f"FROM {_table_name(model)}")
+        yield model, columns, (dict(zip(columns, row, strict=True)) for row in cursor)
+
+
+def check(path, key=None, keep_scratch=False):
+    """Read a backup back: checksums and counts, a restore into a scratch SQLite database at the
+    backup's schema, migrated to this version, then every card's chain and balance. A check that
+    could not run is a failure. Writes the result beside the backup (<name>.check.json)."""
+    path = Path(path)
+    result = Checked()
+    scratch_dir = tempfile.mkdtemp(prefix="crm-check-")
+    scratch_path = Path(scratch_dir) / "scratch.db"
+    saved_key = ledger.Settings.key
+    try:
+        manifest = result.manifest = read_manifest(path)
+        known = sorted(p.stem for p in crm_db.MIGRATIONS_DIR.glob("[0-9]*.py"))
+        unknown = [m for m in manifest["schema"] if m not in known]
+        if unknown:
+            raise BackupError("这个备份来自更新版本的系统，请先把本系统升级后再恢复",
+                              code="backup_too_new")
+        scratch = crm_db.database_from_url(f"sqlite:///{scratch_path}")
+        from playhouse.migrations import Runner
+
+        runner = Runner(scratch, str(crm_db.MIGRATIONS_DIR), table_name=crm_db.SCHEMA_TABLE)
+        with scratch.connection_context():
+            runner.up(target=manifest["schema"][-1])
+            with zipfile.ZipFile(path) as archive:
+                _load(scratch, _from_zip(archive, manifest, scratch), fresh=True)
+            runner.up()
+            if key is not None:
+                ledger.Settings.key = key
+            report = ledger.verify(database=scratch)
+            heads = {str(c.id): c.chain_head for c in Card.select(Card.id, Card.chain_head)
+                     .bind(scratch)}
+        result.problems = [f"卡 {p['card_no'] or p['card_id']}：{p['problem']}"
+                           for p in report.problems]
+        if heads != manifest["chain_heads"]:
+            result.problems.append("各卡签名链的最新位置与清单不符")
+        if manifest.get("ledger_key") != ledger.key_fingerprint(key):
+            result.problems.insert(0, "这个备份的账本密钥与本机不同：需要原店的恢复密钥才能核对")
+        result.ok = not result.problems
+        crm_db.close_all(scratch)
+        if keep_scratch and result.ok:
+            result.scratch = str(scratch_path)
+    except BackupError as error:
+        result.problems.append(error.message)
+    except (zipfile.BadZipFile, KeyError, ValueError, TypeError, OSError, EOFError) as error:
+        result.problems.append(f"读取备份失败：{type(error).__name__}")
+    except Exception as error:  # noqa: BLE001 — a check that could not run never counts as passed
+        result.problems.append(f"核对未能完成：{type(error).__name__}")
+    finally:
+        ledger.Settings.key = saved_key
+        if not result.scratch:
+            shutil.rmtree(scratch_dir, ignore_errors=True)
+    _write_check(path, result)
+    return result
+
+
+def _write_check(path, result):
+    try:
+        Path(str(path) + ".check.json").write_text(json.dumps(
+            {"ok": result.ok, "checked_at": now().strftime("%Y-%m-%d %H:%M:%S"),
+             "problems": result.problems[:20]}, ensure_ascii=False), encoding="utf-8")
+    except OSError:
+        pass  # the check's result is also in the answer and the audit log
+
+
+# --- listing ----------------------------------------------------------------------------------
+
+def describe(path):
+    """A backup's facts for the list: name, time, kind, size, counts, verified or not."""
+    path = Path(path)
+    info = {"name": path.name, "size": path.stat().st_size, "kind": "", "created_at": "",
+            "counts": {}, "verified": False, "checked_at": "", "problems": [], "readable": True}
+    match = NAME.match(path.name)
+    info["kind"] = match.group(1) if match else ""
+    try:
+        manifest = read_manifest(path)
+        info.update(created_at=manifest["created_at"], shop_name=manifest.get("shop_name", ""),
+                    counts={t: v["rows"] for t, v in manifest["tables"].items()},
+                    schema=manifest["schema"][-1], database=manifest["database"])
+    except BackupError as error:
+        info.update(readable=False, problems=[error.message])
+    check_file = Path(str(path) + ".check.json")
+    if check_file.exists():
+        try:
+            checked = json.loads(check_file.read_text(encoding="utf-8"))
+            info.update(verified=bool(checked.get("ok")), checked_at=checked.get("checked_at", ""),
+                        problems=info["problems"] or checked.get("problems", []))
+        except ValueError:
+            pass
+    return info
+
+
+def list_backups(folder):
+    """The backups in the folder, newest first."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    return [describe(p) for p in sorted(folder.glob("crm-backup-*.zip"), reverse=True)
+            if NAME.match(p.name)]
+
+
+def path_of(folder, name):
+    """The backup called `name` in the folder; a name that is not a backup's is refused."""
+    if not isinstance(name, str) or not NAME.match(name):
+        raise ValidationError("备份文件名不正确", code="invalid_backup_name")
+    path = Path(folder) / name
+    if not path.is_file():
+        raise NotFound("没有这个备份", code="backup_not_found")
+    return path
+
+
+def save_upload(folder, data):
+    """Keep an uploaded backup (from a USB stick) in the backup folder; return its name."""
+    if not data.startswith(b"PK"):
+        raise BackupError("上传的不是备份文件（应为 .zip）", code="invalid_backup")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    name = _new_name(folder, "upload")
+    partial = folder / (name + ".part")
+    partial.write_bytes(data)
+    try:
+        read_manifest(partial)
+    except BackupError:
+        partial.unlink(missing_ok=True)
+        raise
+    os.replace(partial, folder / name)
+    return name
+
+
+# --- restoring --------------------------------------------------------------------------------
+
+def restore(folder, name, actor=None, shop_name="", key=None):
+    """Restore the backup `name`: check it fully first; take a safety backup of the current data;
+    replace everything in one transaction (all or nothing); verify the ledger; audit. `key` is the
+    original shop's ledger key when restoring another PC's backup (see the recovery key)."""
+    database = crm_db.db.obj
+    path = path_of(folder, name)
+    checked = check(path, key=key, keep_scratch=True)
+    if not checked.ok:
+        raise BackupError("备份未通过核对，未做任何改动：" + "；".join(checked.problems[:3]),
+                          code="backup_not_verified")
+    safety = create(folder, kind="safety", shop_name=shop_name, actor=actor)
+    scratch = crm_db.database_from_url(f"sqlite:///{checked.scratch}")
+    try:
+        with maintenance_lock(database), scratch.connection_context():
+            _load(database, _from_database(scratch))
+    finally:
+        crm_db.close_all(scratch)
+        shutil.rmtree(Path(checked.scratch).parent, ignore_errors=True)
+    saved = ledger.Settings.key
+    if key is not None:
+        ledger.Settings.key = key
+    try:
+        report = ledger.verify()
+    finally:
+        if key is None:
+            ledger.Settings.key = saved
+    if actor is not None:
+        # The restored users may no longer include the one who restored: keep the name anyway.
+        user = actor.user if actor.user and User.get_or_none(User.id == actor.user.id) else None
+        AuditLog.create(user=user, username=actor.username, ip=actor.ip or "",
+                        action="backup.restore", object_type="backup", object_id=name,
+                        detail=json.dumps({"safety_backup": safety["name"],
+                                           "ledger_ok": report.ok,
+                                           "counts": {t: v["rows"] for t, v in
+                                                      checked.manifest["tables"].items()}},
+                                          ensure_ascii=False))
+    return {"name": name, "safety_backup": safety["name"], "ledger_ok": report.ok,
+            "cards_checked": report.cards_checked, "entries_checked": report.entries_checked}
+
+
+# --- rotation ---------------------------------------------------------------------------------
+
+def rotate(folder, daily=7, weekly=4, monthly=12):
+    """Keep the newest daily backup of each of the last `daily` days, of `weekly` ISO weeks and
+    of `monthly` months; delete the other daily backups. Other kinds are never rotated away.
+    Returns the names deleted."""
+    folder = Path(folder)
+    dated = []
+    for path in folder.glob("crm-backup-*-daily*.zip"):
+        match = re.match(r"^crm-backup-(\d{8})-(\d{6})", path.name)
+        if match and NAME.match(path.name):
+            dated.append((datetime.datetime.strptime(match.group(1) + match.group(2),
+                                                     "%Y%m%d%H%M%S"), path))
+    dated.sort(reverse=True)
+    keep = set()
+    for count, bucket in ((daily, lambda t: t.date()), (weekly, lambda t: t.isocalendar()[:2]),
+                          (monthly, lambda t: (t.year, t.month))):
+        seen = []
+        for moment, path in dated:
+            key = bucket(moment)
+            if key not in seen:
+                seen.append(key)
+                if len(seen) <= count:
+                    keep.add(path)
+    removed = []
+    for _, path in dated:
+        if path not in keep:
+            path.unlink(missing_ok=True)
+            Path(str(path) + ".check.json").unlink(missing_ok=True)
+            removed.append(path.name)
+    return removed
+
+
+# --- the nightly schedule ---------------------------------------------------------------------
+
+def parse_time(text):
+    """BACKUP_TIME "HH:MM" as (hour, minute)."""
+    match = re.match(r"^(\d{1,2}):(\d{2})$", str(text or "").strip())
+    if not match or int(match.group(1)) > 23 or int(match.group(2)) > 59:
+        raise ValueError(f"BACKUP_TIME must be HH:MM, not {text!r}")
+    return int(match.group(1)), int(match.group(2))
+
+
+def last_slot(moment, at):
+    """The latest scheduled time at or before `moment`."""
+    slot = moment.replace(hour=at[0], minute=at[1], second=0, microsecond=0)
+    return slot if moment >= slot else slot - datetime.timedelta(days=1)
+
+
+def last_daily(folder):
+    """When the newest daily backup was made, or None."""
+    times = []
+    for path in Path(folder).glob("crm-backup-*-daily*.zip"):
+        match = re.match(r"^crm-backup-(\d{8})-(\d{6})", path.name)
+        if match and NAME.match(path.name):
+            times.append(datetime.datetime.strptime(match.group(1) + match.group(2),
+                                                    "%Y%m%d%H%M%S"))
+    return max(times, default=None)
+
+
+def is_due(moment, at, folder):
+    """True when no daily backup was made since the latest scheduled time (the PC may have been
+    off then: the backup is caught up at the next start)."""
+    newest = last_daily(folder)
+    return newest is None or newest < last_slot(moment, at)
+
+
+def run_scheduled(folder, moment, at, shop_name="", copy_folder="", keep=(7, 4, 12)):
+    """The scheduler's job: make the daily backup if one is due, then rotate. Returns the new
+    backup's info, or None when none was due."""
+    if not is_due(moment, at, folder):
+        return None
+    info = create(folder, kind="daily", shop_name=shop_name, copy_folder=copy_folder)
+    info["rotated_away"] = rotate(folder, *keep)
+    return info

@@ -1,0 +1,107 @@
+"""备份与恢复 (admin): back up now, list, download, upload, restore with a typed confirmation."""
+from flask import Blueprint, current_app, flash, redirect, render_template, request, send_file, url_for
+
+from crm import config
+from crm.errors import CrmError, ValidationError
+from crm.services import backups, ledger
+from crm.web import actor, admin_required
+
+bp = Blueprint("backups", __name__, url_prefix="/admin/backups")
+
+
+def folder():
+    """The backup folder of this instance."""
+    return current_app.config["BACKUP_DIR"]
+
+
+def restore_with_confirmation(name, confirmation, recovery_key=""):
+    """Restore after the shop's name was typed; keep another PC's ledger key if one was given.
+    Shared by the page and the API."""
+    shop = current_app.config["SHOP_NAME"]
+    if (confirmation or "").strip() != shop:
+        raise ValidationError(f"请输入店名“{shop}”以确认恢复", code="confirmation_required",
+                              field="confirm")
+    key = None
+    if recovery_key and recovery_key.strip():
+        key = recovery_key.strip()
+        if not (16 <= len(key) <= 128):
+            raise ValidationError("恢复密钥不正确", code="invalid_recovery_key")
+        key = key.encode("utf-8")
+    result = backups.restore(folder(), name, actor=actor(), shop_name=shop, key=key)
+    if key is not None:
+        config.set_value(current_app.instance_path, "LEDGER_KEY", key.decode("utf-8"))
+        current_app.config["LEDGER_KEY"] = key.decode("utf-8")
+    return result
+
+
+def _page(status=200, **context):
+    return render_template("backups/index.html", items=backups.list_backups(folder()),
+                           kinds=backups.KINDS, folder=folder(),
+                           copy_folder=current_app.config.get("BACKUP_COPY_DIR", ""),
+                           fingerprint=ledger.key_fingerprint(), **context), status
+
+
+@bp.route("")
+@admin_required
+def index():
+    """The backups with their manifests, and the restore forms."""
+    return _page()
+
+
+@bp.route("", methods=["POST"])
+@admin_required
+def create():
+    """立即备份."""
+    try:
+        info = backups.create(folder(), "manual", current_app.config["SHOP_NAME"], actor(),
+                              current_app.config.get("BACKUP_COPY_DIR", ""))
+    except CrmError as error:
+        flash(error.message, "danger")
+        return _page(error.status)
+    state = "已核对无误" if info["verified"] else "但核对未通过：" + "；".join(info["problems"][:2])
+    flash(f"已备份 {info['name']}，{state}" + (f"；{info['copy']}" if info.get("copy") else ""),
+          "success" if info["verified"] else "warning")
+    return redirect(url_for("backups.index"))
+
+
+@bp.route("/<name>/download")
+@admin_required
+def download(name):
+    """Download a backup (to carry it away on a USB stick)."""
+    return send_file(backups.path_of(folder(), name), as_attachment=True, download_name=name,
+                     mimetype="application/zip")
+
+
+@bp.route("/upload", methods=["POST"])
+@admin_required
+def upload():
+    """Bring in a backup file (from a USB stick); it is checked before it can be restored."""
+    upload = request.files.get("file")
+    try:
+        if upload is None or not upload.filename:
+            raise ValidationError("请选择备份文件", code="missing_file")
+        name = backups.save_upload(folder(), upload.read())
+        checked = backups.check(backups.path_of(folder(), name))
+    except CrmError as error:
+        flash(error.message, "danger")
+        return _page(error.status)
+    flash(f"已上传 {name}：" + ("核对无误，可以恢复" if checked.ok else
+                               "核对未通过：" + "；".join(checked.problems[:2])),
+          "success" if checked.ok else "warning")
+    return redirect(url_for("backups.index"))
+
+
+@bp.route("/<name>/restore", methods=["POST"])
+@admin_required
+def restore(name):
+    """Restore a backup: typed confirmation, safety backup first, all or nothing."""
+    try:
+        result = restore_with_confirmation(name, request.form.get("confirm"),
+                                           request.form.get("recovery_key", ""))
+    except CrmError as error:
+        flash(error.message, "danger")
+        return _page(error.status)
+    flash(f"已恢复 {result['name']}（恢复前的数据已另存为 {result['safety_backup']}）。"
+          f"账本校验：{'全部正确' if result['ledger_ok'] else '有问题，请查看账本校验'}。"
+          "所有用户需要重新登录。", "success")
+    return redirect(url_for("auth.login"))

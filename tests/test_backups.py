@@ -1,0 +1,400 @@
+"""Backups and restores: round trips (also SQLite ⇄ MariaDB), consistency under load, corrupt
+files, all-or-nothing restores, the schedule and the rotation, another PC's ledger key."""
+import datetime
+import hashlib
+import json
+import threading
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from crm import create_app
+from crm import db as crm_db
+from crm.errors import CrmError
+from crm.models import Card, CardRecord, Customer
+from crm.services import backups, cards, customer_types, customers, ledger, recharge_rules
+from tests.ledger_helpers import key, make_shop, run
+
+DATA_TABLES = [m._meta.table_name for m in backups.TABLES]
+
+
+def snapshot(app):
+    """Every carried table, row by row, as plain values."""
+    def read():
+        database = app.extensions["crm_db"]
+        out = {}
+        for model in backups.TABLES:
+            columns = [f.column_name for f in model._meta.sorted_fields]
+            rows = database.execute_sql(
+                f"SELECT {backups._column_list(database, columns)} FROM {model._meta.table_name} "
+                "ORDER BY 1").fetchall()
+            out[model._meta.table_name] = [tuple(backups._plain(v) for v in r) for r in rows]
+        return out
+
+    return run(app, read)
+
+
+def rich_shop(app):
+    """Customers, types, rules, cards and every kind of entry, and audit rows."""
+    shop = make_shop(app)
+    op, boss = shop.operator, shop.admin
+    vip = shop.do(lambda: customer_types.create_type(boss, {"name": "VIP客户", "discount": 90}))
+    other = shop.do(lambda: customers.create_customer(op, {"name": "李四", "phone": "13900000001",
+                                                           "type_id": vip.id}))
+    shop.do(lambda: recharge_rules.create_rule(boss, 50000, 5000))
+    a = shop.open_card(amount=60000, bonus=None, card_no="BK-0001")
+    b = shop.open_card(amount=10000, bonus=0, customer_id=other.id)
+    sold = shop.do(lambda: cards.consume(op, a, key(), 1234, remark="剪发"))
+    shop.do(lambda: cards.reverse(boss, sold["record_id"], key(), "错"))
+    shop.do(lambda: cards.consume(op, b, key(), 999))
+    c = shop.open_card(amount=3000, bonus=0)
+    shop.do(lambda: cards.change_status(op, c, "report_lost", "丢失"))
+    shop.do(lambda: cards.reissue(op, c, key(), "补卡"))
+    d = shop.open_card(amount=2000, bonus=500)
+    shop.do(lambda: cards.close(op, d, key(), "退卡"))
+    return shop
+
+
+@pytest.fixture
+def folder(app):
+    """The instance's backup folder."""
+    return Path(app.config["BACKUP_DIR"])
+
+
+def test_round_trip_restores_every_table_row_by_row(app, folder):
+    """Backup → changes → restore: every table equals the backup's state; the ledger verifies."""
+    shop = rich_shop(app)
+    before = snapshot(app)
+    info = shop.do(lambda: backups.create(folder, "manual", "我的小店", shop.admin))
+    assert info["verified"], info["problems"]
+    assert info["counts"]["t_card_record"] == len(before["t_card_record"]) > 10
+    card_id = shop.open_card(amount=777, bonus=0)
+    shop.do(lambda: cards.consume(shop.operator, card_id, key(), 100))
+    shop.do(lambda: customers.create_customer(shop.operator, {"name": "后来的",
+                                                              "phone": "13700000000"}))
+    result = shop.do(lambda: backups.restore(folder, info["name"], actor=shop.admin,
+                                             shop_name="我的小店"))
+    assert result["ledger_ok"]
+    after = snapshot(app)
+    restore_rows = [r for r in after["t_audit_log"] if r[5] == "backup.restore"]
+    after["t_audit_log"] = [r for r in after["t_audit_log"] if r not in restore_rows]
+    before_audit = [r for r in before["t_audit_log"]]
+    assert after.pop("t_audit_log") == before_audit
+    before.pop("t_audit_log")
+    assert after == before
+    assert len(restore_rows) == 1
+    assert (folder / result["safety_backup"]).exists()  # the data from before the restore
+    assert shop.verify().ok
+
+
+@pytest.mark.backends("sqlite")
+def test_sqlite_to_mariadb_and_back(app, scratch, mysql_server, tmp_path):
+    """A backup made on SQLite restores into MariaDB, and MariaDB's back into SQLite."""
+    shop = rich_shop(app)
+    first = snapshot(app)
+    made = shop.do(lambda: backups.create(app.config["BACKUP_DIR"], "manual", "店", None))
+    settings = {"INSTANCE_PATH": app.instance_path, "TESTING": True, "BCRYPT_ROUNDS": 4}
+    mysql_app = create_app({**settings, "DATABASE_URL": scratch.url("mysql")})
+    crm_db.migrate(mysql_app.extensions["crm_db"])
+    try:
+        run(mysql_app, lambda: backups.restore(mysql_app.config["BACKUP_DIR"], made["name"],
+                                               shop_name="店"))
+        second = snapshot(mysql_app)
+        second["t_audit_log"] = second["t_audit_log"][:len(first["t_audit_log"])]
+        assert second == first
+        assert run(mysql_app, ledger.verify).ok
+        back = run(mysql_app, lambda: backups.create(mysql_app.config["BACKUP_DIR"], "manual",
+                                                     "店", None))
+    finally:
+        crm_db.close_all(mysql_app.extensions["crm_db"])
+    sqlite_app = create_app({**settings, "DATABASE_URL": f"sqlite:///{tmp_path / 'back.db'}"})
+    crm_db.migrate(sqlite_app.extensions["crm_db"])
+    run(sqlite_app, lambda: backups.restore(sqlite_app.config["BACKUP_DIR"], back["name"],
+                                            shop_name="店"))
+    third = snapshot(sqlite_app)
+    assert third["t_card_record"] == first["t_card_record"]
+    assert third["t_customer"] == first["t_customer"]
+    assert run(sqlite_app, ledger.verify).ok
+
+
+def test_backup_while_ten_threads_consume_restores_a_verifying_ledger(app, folder):
+    """A backup taken while 10 threads keep consuming is one consistent snapshot."""
+    shop = make_shop(app)
+    card_ids = [shop.open_card(amount=100000, bonus=0) for _ in range(5)]
+    database = app.extensions["crm_db"]
+    stop = threading.Event()
+    errors = []
+
+    def worker(index):
+        try:
+            with app.app_context(), database.connection_context():
+                while not stop.is_set():
+                    cards.consume(shop.operator, card_ids[index % 5], key(), 100)
+        except Exception as error:  # noqa: BLE001
+            errors.append(repr(error))
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(10)]
+    for t in threads:
+        t.start()
+    try:
+        info = shop.do(lambda: backups.create(folder, "manual", "店", None))
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert errors == []
+    assert info["verified"], info["problems"]
+    shop.do(lambda: backups.restore(folder, info["name"], shop_name="店"))
+    assert shop.verify().ok
+
+
+def _rewrite(path, change):
+    """Rewrite a backup zip with `change(members)` applied (a dict name → bytes)."""
+    with zipfile.ZipFile(path) as archive:
+        members = {n: archive.read(n) for n in archive.namelist()}
+    change(members)
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+
+
+def _edit_amount(members, fix_checksum):
+    lines = members["t_card_record.jsonl"].decode().splitlines(keepends=True)
+    row = json.loads(lines[0])
+    row["amount"] += 100
+    row["paid_delta"] += 100
+    lines[0] = json.dumps(row, ensure_ascii=False, separators=(",", ":")) + "\n"
+    members["t_card_record.jsonl"] = "".join(lines).encode()
+    if fix_checksum:
+        manifest = json.loads(members["manifest.json"])
+        manifest["tables"]["t_card_record"]["sha256"] = hashlib.sha256(
+            members["t_card_record.jsonl"]).hexdigest()
+        members["manifest.json"] = json.dumps(manifest).encode()
+
+
+def _drop_line(members):
+    lines = members["t_customer.jsonl"].splitlines(keepends=True)
+    members["t_customer.jsonl"] = b"".join(lines[1:])
+
+
+@pytest.mark.parametrize("damage,message", [
+    ("flip", "不是一个可用的备份文件"),
+    ("truncate", "不是一个可用的备份文件"),
+    ("drop_line", "内容与清单不符"),
+    ("edit_amount", "内容与清单不符"),
+    ("edit_amount_and_checksum", "签名不符"),
+    ("newer_schema", "更新版本的系统"),
+])
+def test_damaged_backups_are_refused_and_change_nothing(app, folder, damage, message):
+    """A flipped byte, a truncated zip, a dropped line, a hand-edited amount (with or without a
+    matching checksum), a backup from a newer version: the check fails, restore refuses, the
+    live data and the other backups stay as they were."""
+    shop = rich_shop(app)
+    good = shop.do(lambda: backups.create(folder, "manual", "店", None))
+    bad = shop.do(lambda: backups.create(folder, "manual", "店", None))
+    path = folder / bad["name"]
+    if damage == "flip":
+        data = bytearray(path.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        data[-30] ^= 0xFF
+        path.write_bytes(bytes(data))
+    elif damage == "truncate":
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    elif damage == "drop_line":
+        _rewrite(path, _drop_line)
+    elif damage == "edit_amount":
+        _rewrite(path, lambda m: _edit_amount(m, fix_checksum=False))
+    elif damage == "edit_amount_and_checksum":
+        _rewrite(path, lambda m: _edit_amount(m, fix_checksum=True))
+    else:
+        def newer(members):
+            manifest = json.loads(members["manifest.json"])
+            manifest["schema"].append("9999_from_the_future")
+            members["manifest.json"] = json.dumps(manifest).encode()
+        _rewrite(path, newer)
+    before = snapshot(app)
+    checked = backups.check(path)
+    assert not checked.ok and any(message in p for p in checked.problems), checked.problems
+    with pytest.raises(CrmError) as info:
+        shop.do(lambda: backups.restore(folder, bad["name"], shop_name="店"))
+    assert message in info.value.message
+    assert snapshot(app) == before
+    assert backups.check(folder / good["name"]).ok
+    assert not list(folder.glob("*-safety*.zip"))  # refused before any safety backup
+
+
+def test_error_halfway_through_a_restore_changes_nothing(app, folder, monkeypatch):
+    """A failure forced in the middle of loading: the live data are as before, the error shown."""
+    shop = rich_shop(app)
+    info = shop.do(lambda: backups.create(folder, "manual", "店", None))
+    shop.open_card(amount=4242, bonus=0, card_no="AFTER-1")
+    before = snapshot(app)
+    real = backups._from_database
+
+    def broken(database):
+        for index, item in enumerate(real(database)):
+            if index == 4:  # after users, types, customers and cards were written
+                raise RuntimeError("disk failed")
+            yield item
+
+    monkeypatch.setattr(backups, "_from_database", broken)
+    with pytest.raises(RuntimeError):
+        shop.do(lambda: backups.restore(folder, info["name"], shop_name="店"))
+    assert snapshot(app) == before
+    assert run(app, lambda: Card.get(Card.card_no == "AFTER-1").money) == 4242
+
+
+@pytest.mark.parametrize("name", ["../config.toml", "crm-backup-x.zip", "..%2f..%2fetc",
+                                  "crm-backup-20260101-000000-manual.zip/../../x"])
+def test_names_with_paths_are_refused(app, folder, name):
+    """Only backup file names, never paths."""
+    with pytest.raises(CrmError):
+        backups.path_of(folder, name)
+
+
+def test_unwritable_folder_is_a_clear_failure(app, tmp_path):
+    """A backup folder that cannot be made: a clear message, no partial file, data untouched."""
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("x")
+    shop = make_shop(app)
+    with pytest.raises(CrmError, match="无法创建备份文件夹"):
+        shop.do(lambda: backups.create(blocker / "backups", "manual", "店", None))
+
+
+def test_older_schema_backup_is_restored_then_migrated(app, folder):
+    """A backup from before migration 0003 (no search_text) restores and is migrated: the
+    customers are searchable again."""
+    shop = rich_shop(app)
+    info = shop.do(lambda: backups.create(folder, "manual", "店", None))
+    path = folder / info["name"]
+
+    def make_old(members):
+        manifest = json.loads(members["manifest.json"])
+        manifest["schema"] = [m for m in manifest["schema"] if m < "0003"]
+        for table in ("t_recharge_rule",):
+            manifest["tables"].pop(table)
+            members.pop(f"{table}.jsonl")
+        lines = []
+        for line in members["t_customer.jsonl"].decode().splitlines():
+            row = json.loads(line)
+            row.pop("search_text")
+            lines.append(json.dumps(row, ensure_ascii=False) + "\n")
+        members["t_customer.jsonl"] = "".join(lines).encode()
+        manifest["tables"]["t_customer"]["columns"].remove("search_text")
+        manifest["tables"]["t_customer"]["sha256"] = hashlib.sha256(
+            members["t_customer.jsonl"]).hexdigest()
+        members["manifest.json"] = json.dumps(manifest).encode()
+
+    _rewrite(path, make_old)
+    assert backups.check(path).ok
+    shop.do(lambda: backups.restore(folder, info["name"], shop_name="店"))
+    found, total = shop.do(lambda: customers.search("李四"))
+    assert total == 1 and found[0].phone == "13900000001"
+    assert shop.verify().ok
+
+
+def test_restore_on_a_new_pc_needs_the_recovery_key(app, folder, tmp_path, backend, database_url):
+    """A dead PC: a new instance (new keys, empty data) restores the shop's backup only with the
+    old PC's recovery key; then the chains verify under that key."""
+    shop = rich_shop(app)
+    info = shop.do(lambda: backups.create(folder, "manual", "店", None))
+    old_key = app.config["LEDGER_KEY"]
+    new_home = tmp_path / "new-pc"
+    new_app = create_app({"INSTANCE_PATH": str(new_home), "DATABASE_URL": database_url,
+                          "TESTING": True})
+    assert new_app.config["LEDGER_KEY"] != old_key
+    new_folder = Path(new_app.config["BACKUP_DIR"])
+    new_folder.mkdir(parents=True)
+    (new_folder / info["name"]).write_bytes((folder / info["name"]).read_bytes())
+    with pytest.raises(CrmError, match="恢复密钥"):
+        run(new_app, lambda: backups.restore(new_folder, info["name"], shop_name="店"))
+    result = run(new_app, lambda: backups.restore(new_folder, info["name"], shop_name="店",
+                                                  key=old_key.encode()))
+    assert result["ledger_ok"] and result["entries_checked"] > 10
+    ledger.configure(app.config)
+
+
+def test_schedule_catches_up_once_per_day_and_rotates(app, folder):
+    """With a controlled clock: a missed 02:00 run happens at the next start; never twice for
+    one day; rotation keeps exactly 7 daily, 4 weekly and 12 monthly."""
+    shop = make_shop(app)
+    at = backups.parse_time("02:00")
+    day = datetime.datetime(2026, 11, 27, 9, 30)  # the PC was off at 02:00
+    assert backups.is_due(day, at, folder)
+    first = shop.do(lambda: backups.run_scheduled(folder, day, at, "店"))
+    assert first is not None and first["kind"] == "daily"
+    assert shop.do(lambda: backups.run_scheduled(folder, day.replace(hour=18), at, "店")) is None
+    assert backups.is_due(day + datetime.timedelta(days=1, hours=-7), at, folder) is True
+
+    # Rotation, on files dated over 15 months.
+    rotation = Path(app.instance_path) / "rotation"
+    rotation.mkdir()
+    start = datetime.datetime(2025, 8, 1, 2, 0)
+    made = []
+    for n in range(0, 480, 1):
+        moment = start + datetime.timedelta(days=n)
+        name = f"crm-backup-{moment:%Y%m%d-%H%M%S}-daily.zip"
+        (rotation / name).write_bytes(b"PK")
+        made.append(moment)
+    (rotation / "crm-backup-20250801-030000-manual.zip").write_bytes(b"PK")
+    removed = backups.rotate(rotation, 7, 4, 12)
+    kept = sorted(p.name for p in rotation.glob("*-daily.zip"))
+    newest = made[-1]
+    expected = set()
+    for count, bucket in ((7, lambda t: t.date()), (4, lambda t: t.isocalendar()[:2]),
+                          (12, lambda t: (t.year, t.month))):
+        seen = []
+        for moment in sorted(made, reverse=True):
+            if bucket(moment) not in seen:
+                seen.append(bucket(moment))
+                if len(seen) <= count:
+                    expected.add(f"crm-backup-{moment:%Y%m%d-%H%M%S}-daily.zip")
+    assert set(kept) == expected and len(removed) == 480 - len(expected)
+    assert 7 <= len(kept) <= 23
+    assert f"crm-backup-{newest:%Y%m%d-%H%M%S}-daily.zip" in kept
+    assert (rotation / "crm-backup-20250801-030000-manual.zip").exists()
+
+
+def test_backup_page_and_restore_through_the_web(app, client, folder):
+    """Admin page: back up now, then restore with the typed shop name (wrong name refused)."""
+    from tests.conftest import AuthActions, csrf_token
+
+    shop = rich_shop(app)
+    auth = AuthActions(client)
+    auth.login("boss")
+    token = csrf_token(client, "/admin/backups")
+    assert client.post("/admin/backups", data={"csrf_token": token}).status_code == 302
+    name = backups.list_backups(folder)[0]["name"]
+    assert name in client.get("/admin/backups").get_data(as_text=True)
+    shop.open_card(amount=100, bonus=0, card_no="LATE-1")
+    resp = client.post(f"/admin/backups/{name}/restore", data={"csrf_token": token,
+                                                                "confirm": "别的店"})
+    assert resp.status_code == 422 and "请输入店名" in resp.get_data(as_text=True)
+    assert run(app, lambda: Card.select().where(Card.card_no == "LATE-1").count()) == 1
+    resp = client.post(f"/admin/backups/{name}/restore", data={"csrf_token": token,
+                                                                "confirm": "我的小店"})
+    assert resp.status_code == 302
+    assert run(app, lambda: Card.select().where(Card.card_no == "LATE-1").count()) == 0
+    assert client.get("/").status_code == 302  # everyone logs in again after a restore
+    assert client.get(f"/admin/backups/{name}/download").status_code == 302
+
+
+def test_cli_backup_and_restore(app, runner, folder, tmp_path):
+    """`crm backup` and `crm restore FILE --yes`."""
+    shop = rich_shop(app)
+    result = runner.invoke(args=["backup"])
+    assert result.exit_code == 0, result.output
+    assert "已读回核对" in result.output
+    path = next(folder.glob("*-manual.zip"))
+    shop.open_card(amount=100, bonus=0, card_no="LATE-2")
+    result = runner.invoke(args=["restore", str(path), "--yes"])
+    assert result.exit_code == 0, result.output
+    assert "账本校验：全部正确" in result.output
+    assert run(app, lambda: Card.select().where(Card.card_no == "LATE-2").count()) == 0
+    bad = tmp_path / "bad.zip"
+    bad.write_bytes(b"not a zip at all")
+    result = runner.invoke(args=["restore", str(bad), "--yes"])
+    assert result.exit_code == 1 and "不是备份文件" in result.output
+    assert run(app, lambda: Customer.select().count()) == 2
+    assert run(app, lambda: CardRecord.select().count()) > 10
