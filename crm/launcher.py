@@ -123,6 +123,9 @@ def run(app, host=None, port=None, open_browser=None):
         return 1
     crm_db.migrate(database)
 
+    from crm import scheduler
+
+    jobs = scheduler.start(app)
     server = create_server(app, host=host, port=port, threads=app.config["THREADS"],
                            ident="crm", connection_limit=200, channel_timeout=120)
     _say("客户关系管理系统已启动。")
@@ -143,6 +146,7 @@ def run(app, host=None, port=None, open_browser=None):
     except KeyboardInterrupt:
         pass
     finally:
+        jobs.shutdown(wait=False)
         server.close()
         _say("服务已停止。")
     return 0

@@ -398,3 +398,14 @@ def test_cli_backup_and_restore(app, runner, folder, tmp_path):
     assert result.exit_code == 1 and "不是备份文件" in result.output
     assert run(app, lambda: Customer.select().count()) == 2
     assert run(app, lambda: CardRecord.select().count()) > 10
+
+
+def test_scheduler_job_makes_the_due_backup(app, folder):
+    """The scheduler's job, run as the launcher runs it, makes the due daily backup once."""
+    from crm import scheduler
+
+    make_shop(app)
+    scheduler.nightly_backup(app)
+    scheduler.nightly_backup(app)
+    daily = list(folder.glob("*-daily.zip"))
+    assert len(daily) == 1 and backups.describe(daily[0])["verified"]
