@@ -3,6 +3,7 @@ from flask import jsonify, request
 from flask_login import current_user
 
 from crm.api import bp, json_body, text_field
+from crm.errors import ValidationError
 from crm.services import users as user_service
 from crm.web import actor, admin_required, client_ip
 
@@ -54,3 +55,56 @@ def create_user():
                                     role=text_field(data, "role", required=False) or "operator",
                                     display_name=text_field(data, "display_name", required=False))
     return jsonify(user_json(user)), 201
+
+
+@bp.route("/v1/users/<int:user_id>", methods=["PATCH"])
+@admin_required
+def update_user(user_id):
+    """Change role, active, display_name or permissions ({name: true/false}) (admin)."""
+    data = json_body()
+    permissions = data.get("permissions")
+    if permissions is not None and not isinstance(permissions, dict):
+        raise ValidationError("permissions 必须是对象", code="invalid_type", field="permissions")
+    active = data.get("active")
+    if active is not None and not isinstance(active, bool):
+        raise ValidationError("active 必须是 true 或 false", code="invalid_type", field="active")
+    user = user_service.update_user(
+        actor(), user_id, role=text_field(data, "role", required=False) or None, active=active,
+        display_name=(text_field(data, "display_name", required=False)
+                      if "display_name" in data else None), permissions=permissions)
+    return jsonify({**user_json(user), "permissions": user_service.permissions_of(user)})
+
+
+@bp.route("/v1/users/<int:user_id>/password", methods=["POST"])
+@admin_required
+def reset_user_password(user_id):
+    """Set a new password for a user (admin); the user's logins end."""
+    user_service.reset_password(actor(), user_id, text_field(json_body(), "password"))
+    return jsonify(ok=True)
+
+
+@bp.route("/v1/me/password", methods=["POST"])
+def change_my_password():
+    """Change one's own password (old_password, password); other logins end."""
+    data = json_body()
+    user_service.change_own_password(actor(), text_field(data, "old_password"),
+                                     text_field(data, "password"),
+                                     keep_token=current_user.get_id())
+    return jsonify(ok=True)
+
+
+@bp.route("/v1/audit")
+@admin_required
+def audit_log():
+    """The audit log, newest first: username?, action?, start?, end?, page?."""
+    from crm.services import audit, statements
+
+    args = request.args
+    start, end = statements.parse_period(args.get("start"), args.get("end"), args.get("preset"))
+    page = args.get("page", "1")
+    rows, total = audit.search(username=args.get("username", ""), action=args.get("action", ""),
+                               start=start, end=end, page=int(page) if page.isdigit() else 1)
+    return jsonify(total=total, items=[
+        {"id": r.id, "time": r.created_at.isoformat(" "), "username": r.username, "ip": r.ip,
+         "action": r.action, "object_type": r.object_type, "object_id": r.object_id,
+         "detail": r.detail} for r in rows])

@@ -5,7 +5,7 @@ from flask import jsonify, request
 from crm.api import bp, json_body, text_field
 from crm.money import format_fen, parse_amount, parse_optional
 from crm.services import cards, ledger, recharge_rules
-from crm.web import actor, admin_required
+from crm.web import actor, admin_required, requires
 
 
 def card_json(card):
@@ -54,6 +54,7 @@ def list_customer_cards(customer_id):
 
 
 @bp.route("/v1/customers/<int:customer_id>/cards", methods=["POST"])
+@requires("recharge")
 def open_card(customer_id):
     """Open a card (card_no optional), optionally with a first recharge (amount, bonus?)."""
     data = json_body()
@@ -81,6 +82,7 @@ def card_records(card_id):
 
 
 @bp.route("/v1/cards/<int:card_id>/recharge", methods=["POST"])
+@requires("recharge")
 def recharge(card_id):
     """充值: amount, bonus? (absent: by the recharge rules), payment_method?, remark?."""
     data = json_body()
@@ -91,6 +93,7 @@ def recharge(card_id):
 
 
 @bp.route("/v1/cards/<int:card_id>/consume", methods=["POST"])
+@requires("consume")
 def consume(card_id):
     """消费: amount (before the member discount), remark?, customer_id? (must hold the card)."""
     data = json_body()
@@ -110,24 +113,28 @@ def _status(card_id, action):
 
 
 @bp.route("/v1/cards/<int:card_id>/freeze", methods=["POST"])
+@requires("manage_cards")
 def freeze(card_id):
     """冻结 (reason)."""
     return _status(card_id, "freeze")
 
 
 @bp.route("/v1/cards/<int:card_id>/unfreeze", methods=["POST"])
+@requires("manage_cards")
 def unfreeze(card_id):
     """解冻 / 解除挂失 (reason)."""
     return _status(card_id, "unfreeze")
 
 
 @bp.route("/v1/cards/<int:card_id>/report-lost", methods=["POST"])
+@requires("manage_cards")
 def report_lost(card_id):
     """挂失 (reason)."""
     return _status(card_id, "report_lost")
 
 
 @bp.route("/v1/cards/<int:card_id>/reissue", methods=["POST"])
+@requires("manage_cards")
 def reissue(card_id):
     """补卡 (reason, card_no?): the money moves to a new card, the old one closes."""
     data = json_body()
@@ -137,6 +144,7 @@ def reissue(card_id):
 
 
 @bp.route("/v1/cards/<int:card_id>/close", methods=["POST"])
+@requires("manage_cards")
 def close(card_id):
     """注销 (reason, payment_method?): refund the paid part, void the bonus, close."""
     data = json_body()
@@ -146,7 +154,7 @@ def close(card_id):
 
 
 @bp.route("/v1/records/<int:record_id>/reverse", methods=["POST"])
-@admin_required
+@requires("reverse")
 def reverse(record_id):
     """冲正 (admin; reason)."""
     data = json_body()

@@ -4,7 +4,7 @@ from flask import jsonify, request
 from crm.api import bp, json_body
 from crm.errors import ValidationError
 from crm.services import customer_import, customer_types, customers
-from crm.web import actor, admin_required
+from crm.web import actor, admin_required, requires
 
 
 def type_json(ctype):
@@ -65,6 +65,7 @@ def list_customers():
 
 
 @bp.route("/v1/customers", methods=["POST"])
+@requires("edit_customers")
 def create_customer():
     """Create a customer."""
     customer = customers.create_customer(actor(), json_body())
@@ -78,24 +79,28 @@ def get_customer(customer_id):
 
 
 @bp.route("/v1/customers/<int:customer_id>", methods=["PATCH"])
+@requires("edit_customers")
 def update_customer(customer_id):
     """Change the fields sent."""
     return jsonify(customer_json(customers.update_customer(actor(), customer_id, json_body())))
 
 
 @bp.route("/v1/customers/<int:customer_id>/archive", methods=["POST"])
+@requires("edit_customers")
 def archive_customer(customer_id):
     """Archive a customer (hidden from the list, never deleted)."""
     return jsonify(customer_json(customers.set_archived(actor(), customer_id, True)))
 
 
 @bp.route("/v1/customers/<int:customer_id>/restore", methods=["POST"])
+@requires("edit_customers")
 def restore_customer(customer_id):
     """Restore an archived customer."""
     return jsonify(customer_json(customers.set_archived(actor(), customer_id, False)))
 
 
 @bp.route("/v1/customers/import", methods=["POST"])
+@requires("edit_customers")
 def import_customers():
     """Upload an .xlsx (multipart field `file`). Without confirm=1: the check only. With
     confirm=1: import every valid row in one transaction. create_types=1 creates unknown types."""

@@ -25,6 +25,9 @@ BODY_ERRORS = {"400": _error("请求体不是 JSON 对象"), "422": _error("字�
 NOT_FOUND = {"404": _error("对象不存在")}
 
 
+_TEXT_SCHEMA = {"type": "string"}
+
+
 def _id_param(name):
     return [{"name": name, "in": "path", "required": True, "schema": {"type": "integer"}}]
 
@@ -260,6 +263,56 @@ PATHS.update({
     },
 })
 
+PATHS.update({
+    "/api/v1/backups": {
+        "get": {"summary": "备份列表（管理员）", "operationId": "listBackups",
+                "responses": {"200": _json("BackupList"), **AUTH_ERRORS}},
+        "post": {"summary": "立即备份并读回核对（管理员）", "operationId": "createBackup",
+                 "responses": {"201": _json("Backup", "已备份"), **AUTH_ERRORS,
+                               "409": _error("另一个备份或恢复正在进行"),
+                               "422": _error("无法写入备份文件夹")}},
+    },
+    "/api/v1/backups/{name}/restore": {
+        "parameters": [{"name": "name", "in": "path", "required": True,
+                        "schema": {"type": "string"}}],
+        "post": {"summary": "恢复到某个备份（管理员；需输入店名确认）", "operationId": "restoreBackup",
+                 "requestBody": _body("RestoreRequest"),
+                 "responses": {"200": _json("RestoreResult"), "400": _error("请求体不是 JSON 对象"),
+                               **AUTH_ERRORS, "404": _error("没有这个备份"),
+                               "409": _error("另一个备份或恢复正在进行"),
+                               "422": _error("店名不符、备份未通过核对或恢复密钥不正确")}},
+    },
+})
+
+PATHS.update({
+    "/api/v1/users/{user_id}": {
+        "parameters": _id_param("user_id"),
+        "patch": {"summary": "修改用户的角色、启用状态、姓名、权限（管理员；最后一位管理员不能停用或降级）",
+                  "operationId": "updateUser", "requestBody": _body("UserPatch"),
+                  "responses": {"200": _json("User"), **BODY_ERRORS, **AUTH_ERRORS, **NOT_FOUND,
+                                "409": _error("最后一位启用的管理员")}},
+    },
+    "/api/v1/users/{user_id}/password": {
+        "parameters": _id_param("user_id"),
+        "post": {"summary": "重设用户密码（管理员）", "operationId": "resetUserPassword",
+                 "requestBody": _body("PasswordReset"),
+                 "responses": {"200": _json("Ok"), **BODY_ERRORS, **AUTH_ERRORS, **NOT_FOUND}},
+    },
+    "/api/v1/me/password": {
+        "post": {"summary": "修改自己的密码", "operationId": "changeMyPassword",
+                 "requestBody": _body("PasswordChange"),
+                 "responses": {"200": _json("Ok"), **BODY_ERRORS, **AUTH_ERRORS}},
+    },
+    "/api/v1/audit": {
+        "get": {"summary": "操作日志（管理员）", "operationId": "auditLog",
+                "parameters": [*_PERIOD, _query("username", _TEXT_SCHEMA, "用户名"),
+                               _query("action", _TEXT_SCHEMA, "操作"),
+                               _query("page", {"type": "integer", "minimum": 1}, "页码")],
+                "responses": {"200": _json("AuditList"), **AUTH_ERRORS,
+                              "422": _error("日期不正确")}},
+    },
+})
+
 _TEXT = {"type": "string"}
 _NULLABLE_TEXT = {"type": "string", "nullable": True}
 _CUSTOMER_FIELDS = {
@@ -413,6 +466,30 @@ SCHEMAS.update({
     "Closing": {"type": "object", "properties": {
         "day": _TEXT, "cash": _YUAN, "money_in": {"type": "object"},
         "lines": {"type": "array", "items": {"type": "object"}}}},
+    "Backup": {"type": "object", "required": ["name", "verified"], "properties": {
+        "name": _TEXT, "created_at": _TEXT, "kind": _TEXT, "size": {"type": "integer"},
+        "counts": {"type": "object"}, "verified": {"type": "boolean"}, "checked_at": _TEXT,
+        "problems": {"type": "array", "items": _TEXT}}},
+    "BackupList": {"type": "object", "properties": {"items": {
+        "type": "array", "items": {"$ref": "#/components/schemas/Backup"}}}},
+    "RestoreRequest": {"type": "object", "required": ["confirm"], "properties": {
+        "confirm": {"type": "string", "description": "店名，与设置中的 SHOP_NAME 相同"},
+        "recovery_key": {"type": "string", "description": "另一台电脑的恢复密钥（换电脑恢复时）"}}},
+    "RestoreResult": {"type": "object", "properties": {
+        "name": _TEXT, "safety_backup": _TEXT, "ledger_ok": {"type": "boolean"},
+        "cards_checked": {"type": "integer"}, "entries_checked": {"type": "integer"}}},
+    "UserPatch": {"type": "object", "properties": {
+        "role": {"type": "string", "enum": ["admin", "operator"]}, "active": {"type": "boolean"},
+        "display_name": {"type": "string", "maxLength": 50},
+        "permissions": {"type": "object", "additionalProperties": {"type": "boolean"}}}},
+    "PasswordReset": {"type": "object", "required": ["password"],
+                      "properties": {"password": {"type": "string", "minLength": 8}}},
+    "PasswordChange": {"type": "object", "required": ["old_password", "password"],
+                       "properties": {"old_password": _TEXT,
+                                      "password": {"type": "string", "minLength": 8}}},
+    "AuditList": {"type": "object", "properties": {"total": {"type": "integer"},
+                                                   "items": {"type": "array",
+                                                             "items": {"type": "object"}}}},
     "VerifyReport": {"type": "object", "required": ["ok", "cards_checked", "problems"],
                      "properties": {"ok": {"type": "boolean"},
                                     "cards_checked": {"type": "integer"},

@@ -4,6 +4,7 @@ from flask import Response, current_app, jsonify, request
 from crm.api import bp
 from crm.money import format_fen
 from crm.services import statement_export, statements, stats
+from crm.web import requires
 from crm.web.customers import xlsx_response
 
 
@@ -35,6 +36,7 @@ def customer_statement(customer_id):
 
 
 @bp.route("/v1/customers/<int:customer_id>/statement.xlsx")
+@requires("export")
 def customer_statement_xlsx(customer_id):
     """The statement as Excel."""
     start, end = _period()
@@ -44,6 +46,7 @@ def customer_statement_xlsx(customer_id):
 
 
 @bp.route("/v1/customers/<int:customer_id>/statement.pdf")
+@requires("export")
 def customer_statement_pdf(customer_id):
     """The statement as PDF."""
     start, end = _period()
@@ -52,6 +55,7 @@ def customer_statement_pdf(customer_id):
 
 
 @bp.route("/v1/stats")
+@requires("statistics")
 def dashboard_stats():
     """The dashboard's figures and chart data for a period (amounts in yuan)."""
     start, end = _period()
@@ -72,6 +76,7 @@ def dashboard_stats():
 
 
 @bp.route("/v1/closing")
+@requires("statistics")
 def daily_closing():
     """日结: the day's takings by payment method and business type, and the cash due."""
     day = stats.parse_day(request.args.get("day"))

@@ -8,11 +8,14 @@ class Actor:
 
     user: object = None  # crm.models.User, or None for the system itself
     ip: str = ""
+    name: str = ""  # who it was when there is no user (the name typed at a failed login)
 
     @property
     def username(self):
-        """The acting user's name, or "system"."""
-        return self.user.username if self.user is not None else "system"
+        """The acting user's name, the name given, or "system"."""
+        if self.user is not None:
+            return self.user.username
+        return self.name or "system"
 
 
 SYSTEM = Actor()

@@ -20,3 +20,40 @@ def record(actor, action, object_type="", object_id="", **detail):
 def diff(before, after):
     """Field-by-field changes between two dicts: {field: [old, new]} for the fields that differ."""
     return {k: [before.get(k), after.get(k)] for k in after if before.get(k) != after.get(k)}
+
+
+ACTIONS = {
+    "login.success": "登录", "login.failed": "登录失败", "login.locked": "登录锁定",
+    "user.create": "新建用户", "user.update": "修改用户", "user.reset_password": "重设密码",
+    "user.change_password": "修改自己的密码",
+    "customer.create": "新建客户", "customer.update": "修改客户", "customer.archive": "归档客户",
+    "customer.restore": "恢复客户", "customer.import": "导入客户",
+    "customer_type.create": "新建客户类型", "customer_type.update": "修改客户类型",
+    "customer_type.delete": "删除客户类型",
+    "card.open": "开卡", "card.freeze": "冻结", "card.unfreeze": "解冻/解挂",
+    "card.report_lost": "挂失", "card.reissue": "补卡", "card.close": "注销",
+    "ledger.reverse": "冲正", "ledger.verify": "账本校验",
+    "recharge_rule.create": "新建充值规则", "recharge_rule.retire": "停用充值规则",
+    "backup.create": "备份", "backup.restore": "恢复备份", "export": "导出",
+}
+PER_PAGE = 50
+
+
+def search(username="", action="", start=None, end=None, page=1):
+    """Audit rows, newest first, filtered by user name, action and period; (rows, total)."""
+    import datetime
+
+    query = AuditLog.select()
+    if username:
+        query = query.where(AuditLog.username == username)
+    if action:
+        query = query.where(AuditLog.action == action)
+    if start:
+        query = query.where(AuditLog.created_at >= datetime.datetime.combine(start,
+                                                                             datetime.time()))
+    if end:
+        query = query.where(AuditLog.created_at < datetime.datetime.combine(
+            end + datetime.timedelta(days=1), datetime.time()))
+    total = query.count()
+    rows = list(query.order_by(AuditLog.id.desc()).paginate(max(1, page), PER_PAGE))
+    return rows, total

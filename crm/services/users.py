@@ -1,6 +1,7 @@
 """System users, passwords, logins and their tokens, and the lock after too many wrong passwords."""
 import datetime
 import hashlib
+import json
 import re
 import secrets
 
@@ -8,7 +9,7 @@ import bcrypt
 from peewee import IntegrityError
 
 from crm.db import db
-from crm.errors import AuthError, Conflict, Forbidden, ValidationError
+from crm.errors import AuthError, Conflict, Forbidden, NotFound, ValidationError
 from crm.models import AuthToken, LoginThrottle, User, now
 from crm.services import Actor, audit
 
@@ -127,8 +128,8 @@ def _record_failure(actor, name):
             until = stamp + datetime.timedelta(minutes=Settings.lock_minutes)
             (LoginThrottle.update(failures=0, locked_until=until)
              .where(LoginThrottle.username == name).execute())
-        audit.record(actor, "login.locked" if locked else "login.failed", "user", "",
-                     username=name)
+        audit.record(Actor(user=None, ip=actor.ip, name=name),
+                     "login.locked" if locked else "login.failed", "user", "", username=name)
 
 
 def authenticate(actor, username, password):
@@ -220,3 +221,131 @@ def require_role(user, role):
 def list_users():
     """All users, admins first."""
     return list(User.select().order_by(User.role, User.username))
+
+
+# --- permissions and user management ----------------------------------------------------------
+
+PERMISSIONS = {
+    "consume": "消费收银",
+    "recharge": "开卡、充值",
+    "manage_cards": "卡片管理（冻结、挂失、补卡、注销）",
+    "reverse": "冲正",
+    "edit_customers": "新建、编辑、归档、导入客户",
+    "export": "导出 Excel / PDF",
+    "statistics": "统计分析、日结",
+}
+# What each role may do unless the admin switches it for one operator. Admins may do everything.
+ROLE_DEFAULTS = {
+    "admin": dict.fromkeys(PERMISSIONS, True),
+    "operator": {**dict.fromkeys(PERMISSIONS, True), "reverse": False},
+}
+
+
+def permissions_of(user):
+    """The user's permissions: the role's defaults with the admin's switches on top."""
+    if user is None:
+        return dict.fromkeys(PERMISSIONS, False)
+    if user.role == "admin":
+        return dict(ROLE_DEFAULTS["admin"])
+    chosen = {}
+    if user.permissions:
+        try:
+            chosen = {k: bool(v) for k, v in json.loads(user.permissions).items()
+                      if k in PERMISSIONS}
+        except ValueError:
+            chosen = {}
+    return {**ROLE_DEFAULTS["operator"], **chosen}
+
+
+def require_permission(user, permission):
+    """Raise Forbidden unless the user may do `permission`."""
+    if not permissions_of(user).get(permission):
+        raise Forbidden(f"您没有“{PERMISSIONS[permission]}”的权限，请联系管理员",
+                        code="forbidden")
+
+
+def get_user(user_id):
+    """The user, or NotFound."""
+    user = User.get_or_none(User.id == user_id)
+    if user is None:
+        raise NotFound("用户不存在", code="user_not_found")
+    return user
+
+
+def _active_admins(except_id):
+    return (User.select().where((User.role == "admin") & User.active & (User.id != except_id))
+            .count())
+
+
+def update_user(actor, user_id, role=None, active=None, display_name=None, permissions=None):
+    """Change a user's role, active flag, name or permission switches; the last active admin
+    keeps the admin role and stays active. Audited field by field."""
+    with db.atomic():
+        user = get_user(user_id)
+        before = {"role": user.role, "active": bool(user.active),
+                  "display_name": user.display_name, "permissions": permissions_of(user)}
+        changes = {}
+        if role is not None:
+            if role not in User.ROLES:
+                raise ValidationError("角色只能是管理员或操作员", code="invalid_role", field="role")
+            changes["role"] = role
+        if active is not None:
+            changes["active"] = bool(active)
+        if display_name is not None:
+            name = (display_name or "").strip()
+            if len(name) > 50:
+                raise ValidationError("姓名最多 50 个字", code="invalid_display_name")
+            changes["display_name"] = name
+        if permissions is not None:
+            unknown = set(permissions) - set(PERMISSIONS)
+            if unknown:
+                raise ValidationError("未知的权限：" + "、".join(sorted(unknown)),
+                                      code="invalid_permission")
+            changes["permissions"] = json.dumps({k: bool(v) for k, v in permissions.items()})
+        loses_admin = user.role == "admin" and user.active and (
+            changes.get("role", "admin") != "admin" or changes.get("active", True) is False)
+        if loses_admin and not _active_admins(user.id):
+            raise Conflict("这是最后一位启用的管理员，不能停用或改为操作员", code="last_admin")
+        if changes:
+            User.update(**changes, updated_at=now()).where(User.id == user.id).execute()
+        user = get_user(user.id)
+        after = {"role": user.role, "active": bool(user.active),
+                 "display_name": user.display_name, "permissions": permissions_of(user)}
+        diff = audit.diff(before, after)
+        if diff:
+            audit.record(actor, "user.update", "user", user.id, username=user.username,
+                         changes=diff)
+        if changes.get("active") is False:
+            AuthToken.update(revoked_at=now()).where(
+                (AuthToken.user == user.id) & AuthToken.revoked_at.is_null()).execute()
+    return user
+
+
+def reset_password(actor, user_id, password):
+    """An admin sets a new password for a user; the user's logins end."""
+    password_hash = hash_password(password)
+    with db.atomic():
+        user = get_user(user_id)
+        User.update(password_hash=password_hash, updated_at=now()).where(
+            User.id == user.id).execute()
+        AuthToken.update(revoked_at=now()).where(
+            (AuthToken.user == user.id) & AuthToken.revoked_at.is_null()).execute()
+        audit.record(actor, "user.reset_password", "user", user.id, username=user.username)
+    return user
+
+
+def change_own_password(actor, old_password, new_password, keep_token=None):
+    """Any user changes their own password (the old one is asked for); other logins end."""
+    user = get_user(actor.user.id)
+    if not _check_password(old_password, user.password_hash):
+        raise ValidationError("原密码不正确", code="wrong_password", field="old_password")
+    password_hash = hash_password(new_password)
+    with db.atomic():
+        User.update(password_hash=password_hash, updated_at=now()).where(
+            User.id == user.id).execute()
+        others = (AuthToken.user == user.id) & AuthToken.revoked_at.is_null()
+        if keep_token:
+            others &= AuthToken.token_hash != _token_hash(keep_token)
+        AuthToken.update(revoked_at=now()).where(others).execute()
+        audit.record(actor, "user.change_password", "user", user.id)
+    return user

@@ -35,6 +35,22 @@ def admin_required(view):
     return wrapped
 
 
+def requires(*permissions):
+    """The view needs these permissions (admins have all); the mark lets tests walk them."""
+
+    def decorate(view):
+        @functools.wraps(view)
+        def wrapped(*args, **kwargs):
+            for permission in permissions:
+                user_service.require_permission(current_user, permission)
+            return view(*args, **kwargs)
+
+        wrapped.required_permissions = permissions
+        return wrapped
+
+    return decorate
+
+
 def client_ip():
     """The peer's address (no proxy sits in front of waitress on a shop LAN)."""
     return request.remote_addr or ""
@@ -76,6 +92,8 @@ def init_app(app):
 
     app.jinja_env.filters["yuan"] = format_yuan
     app.jinja_env.filters["fen"] = format_fen
+    app.jinja_env.globals["can"] = lambda permission: user_service.permissions_of(
+        current_user if current_user.is_authenticated else None).get(permission, False)
     # Each money form carries a fresh idempotency key, made when the form is drawn.
     app.jinja_env.globals["new_key"] = lambda: uuid.uuid4().hex
 

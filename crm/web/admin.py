@@ -31,3 +31,60 @@ def create_user():
                                roles=User.ROLES, form=form), error.status
     flash(f"已创建用户 {user.username}", "success")
     return redirect(url_for("admin.users"))
+
+
+@bp.route("/users/<int:user_id>", methods=["GET", "POST"])
+@admin_required
+def edit_user(user_id):
+    """Change a user's name, role, state and permissions."""
+    user = user_service.get_user(user_id)
+    if request.method == "POST":
+        form = request.form
+        try:
+            user_service.update_user(
+                actor(), user_id, role=form.get("role"), active=form.get("active") == "1",
+                display_name=form.get("display_name", ""),
+                permissions={p: form.get(f"perm_{p}") == "1" for p in user_service.PERMISSIONS})
+        except CrmError as error:
+            flash(error.message, "danger")
+            return _edit_page(user, error.status)
+        flash("已保存", "success")
+        return redirect(url_for("admin.edit_user", user_id=user_id))
+    return _edit_page(user)
+
+
+def _edit_page(user, status=200):
+    return render_template("admin/user.html", user=user, roles=User.ROLES,
+                           permissions=user_service.PERMISSIONS,
+                           granted=user_service.permissions_of(user)), status
+
+
+@bp.route("/users/<int:user_id>/password", methods=["POST"])
+@admin_required
+def reset_password(user_id):
+    """Set a new password for a user (their logins end)."""
+    user = user_service.get_user(user_id)
+    try:
+        user_service.reset_password(actor(), user_id, request.form.get("password", ""))
+    except CrmError as error:
+        flash(error.message, "danger")
+        return _edit_page(user, error.status)
+    flash(f"已重设 {user.username} 的密码", "success")
+    return redirect(url_for("admin.edit_user", user_id=user_id))
+
+
+@bp.route("/audit")
+@admin_required
+def audit_log():
+    """The audit log with filters by user, action and period."""
+    from crm.services import audit as audit_service
+    from crm.services import statements
+
+    start, end = statements.parse_period(request.args.get("start"), request.args.get("end"),
+                                         request.args.get("preset"))
+    page = request.args.get("page", "1")
+    rows, total = audit_service.search(username=request.args.get("username", ""),
+                                       action=request.args.get("action", ""), start=start,
+                                       end=end, page=int(page) if page.isdigit() else 1)
+    return render_template("admin/audit.html", rows=rows, total=total, start=start, end=end,
+                           actions=audit_service.ACTIONS, users=user_service.list_users())

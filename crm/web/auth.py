@@ -14,7 +14,7 @@ from flask import (
 )
 from flask_login import current_user, login_user, logout_user
 
-from crm.errors import CrmError
+from crm.errors import CrmError, ValidationError
 from crm.services import users as user_service
 from crm.web import actor, client_ip
 
@@ -103,3 +103,24 @@ def setup():
                 flash("管理员账号已创建，欢迎使用！", "success")
                 return redirect(url_for("main.index"))
     return render_template("auth/setup.html", need_code=need_code, form=request.form), status
+
+
+@bp.route("/account/password", methods=["GET", "POST"])
+def password():
+    """Every user changes their own password here; their other logins end."""
+    status = 200
+    if request.method == "POST":
+        form = request.form
+        try:
+            if form.get("password") != form.get("password2"):
+                raise ValidationError("两次输入的新密码不一致", code="password_mismatch")
+            user_service.change_own_password(actor(), form.get("old_password", ""),
+                                             form.get("password", ""),
+                                             keep_token=current_user.get_id())
+        except CrmError as error:
+            flash(error.message, "danger")
+            status = error.status
+        else:
+            flash("密码已修改", "success")
+            return redirect(url_for("main.index"))
+    return render_template("auth/password.html"), status

@@ -6,7 +6,7 @@ from flask_login import current_user
 from crm.errors import CrmError
 from crm.money import format_yuan, parse_amount, parse_optional
 from crm.services import cards, ledger, receipts, recharge_rules
-from crm.web import actor, admin_required
+from crm.web import actor, admin_required, requires
 
 bp = Blueprint("cards", __name__)
 
@@ -24,6 +24,7 @@ def _key():
 
 
 @bp.route("/consume")
+@requires("consume")
 def counter():
     """消费收银: find the customer by name, phone or number and pick one of their cards."""
     q = request.args.get("q", "").strip()[:50]
@@ -45,6 +46,7 @@ def detail(card_id):
 
 
 @bp.route("/customers/<int:customer_id>/cards", methods=["POST"])
+@requires("recharge")
 def open_card(customer_id):
     """开卡, optionally with a first recharge."""
     form = request.form
@@ -62,6 +64,7 @@ def open_card(customer_id):
 
 
 @bp.route("/cards/<int:card_id>/recharge", methods=["POST"])
+@requires("recharge")
 def recharge(card_id):
     """充值."""
     form = request.form
@@ -83,6 +86,7 @@ def _consume_form(card_id, status=200, **context):
 
 
 @bp.route("/cards/<int:card_id>/consume", methods=["GET", "POST"])
+@requires("consume")
 def consume(card_id):
     """消费: amount and remark; one transaction; then the result with its receipt."""
     if request.method == "GET":
@@ -112,6 +116,7 @@ def receipt_pdf(record_id):
 
 
 @bp.route("/cards/<int:card_id>/status", methods=["POST"])
+@requires("manage_cards")
 def change_status(card_id):
     """冻结 / 恢复正常 / 挂失."""
     try:
@@ -124,6 +129,7 @@ def change_status(card_id):
 
 
 @bp.route("/cards/<int:card_id>/reissue", methods=["POST"])
+@requires("manage_cards")
 def reissue(card_id):
     """补卡: move the money to a new card."""
     try:
@@ -136,6 +142,7 @@ def reissue(card_id):
 
 
 @bp.route("/cards/<int:card_id>/close", methods=["POST"])
+@requires("manage_cards")
 def close(card_id):
     """注销: refund the paid part, void the bonus, close."""
     try:
@@ -149,7 +156,7 @@ def close(card_id):
 
 
 @bp.route("/cards/records/<int:record_id>/reverse", methods=["POST"])
-@admin_required
+@requires("reverse")
 def reverse(record_id):
     """冲正 (admin)."""
     card_id = int(request.form.get("card_id", "0") or 0)

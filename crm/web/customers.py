@@ -5,7 +5,7 @@ from flask import Blueprint, Response, current_app, flash, redirect, render_temp
 
 from crm.errors import CrmError, ValidationError
 from crm.services import cards, customer_import, customers, excel, ledger
-from crm.web import actor
+from crm.web import actor, requires
 
 bp = Blueprint("customers", __name__, url_prefix="/customers")
 
@@ -32,6 +32,7 @@ def index():
 
 
 @bp.route("/export.xlsx")
+@requires("export")
 def export():
     """Every customer under the current filters, as Excel."""
     filters = customers.parse_filters(request.args)
@@ -46,6 +47,7 @@ def _form_page(template, status=200, **context):
 
 
 @bp.route("/new", methods=["GET", "POST"])
+@requires("edit_customers")
 def create():
     """New customer form; on POST create it and show it."""
     if request.method == "POST":
@@ -67,6 +69,7 @@ def detail(customer_id):
 
 
 @bp.route("/<int:customer_id>/edit", methods=["GET", "POST"])
+@requires("edit_customers")
 def edit(customer_id):
     """Edit form; on POST save the changes."""
     customer = customers.get_customer(customer_id)
@@ -85,6 +88,7 @@ def edit(customer_id):
 
 
 @bp.route("/<int:customer_id>/archive", methods=["POST"])
+@requires("edit_customers")
 def archive(customer_id):
     """Hide a customer from the list (kept with all history)."""
     customer = customers.set_archived(actor(), customer_id, True)
@@ -93,6 +97,7 @@ def archive(customer_id):
 
 
 @bp.route("/<int:customer_id>/restore", methods=["POST"])
+@requires("edit_customers")
 def restore(customer_id):
     """Bring an archived customer back."""
     customer = customers.set_archived(actor(), customer_id, False)
@@ -105,18 +110,21 @@ def _stash_folder():
 
 
 @bp.route("/import")
+@requires("edit_customers")
 def import_form():
     """Upload page for an Excel sheet of customers."""
     return render_template("customers/import.html")
 
 
 @bp.route("/import/template.xlsx")
+@requires("edit_customers")
 def import_template():
     """The blank import template."""
     return xlsx_response(customer_import.template(), "客户导入模板.xlsx")
 
 
 @bp.route("/import", methods=["POST"])
+@requires("edit_customers")
 def import_preview():
     """Check the uploaded sheet and show every bad row with its reason before importing."""
     upload = request.files.get("file")
@@ -137,6 +145,7 @@ def import_preview():
 
 
 @bp.route("/import/recheck", methods=["POST"])
+@requires("edit_customers")
 def import_recheck():
     """Check the stashed sheet again, this time creating the types it names that are missing."""
     token = request.form.get("token", "")
@@ -151,6 +160,7 @@ def import_recheck():
 
 
 @bp.route("/import/confirm", methods=["POST"])
+@requires("edit_customers")
 def import_confirm():
     """Import the valid rows of the previewed sheet, all in one transaction."""
     token = request.form.get("token", "")

@@ -6,6 +6,7 @@ from crm.errors import ValidationError
 from crm.models import User
 from crm.money import format_fen
 from crm.services import cards, excel, ledger, statement_export, statements, stats
+from crm.web import requires
 from crm.web.customers import xlsx_response
 
 bp = Blueprint("reports", __name__)
@@ -39,6 +40,7 @@ def statement(customer_id):
 
 
 @bp.route("/customers/<int:customer_id>/statement.xlsx")
+@requires("export")
 def statement_xlsx(customer_id):
     """The statement as Excel."""
     start, end = _period()
@@ -47,6 +49,7 @@ def statement_xlsx(customer_id):
 
 
 @bp.route("/customers/<int:customer_id>/statement.pdf")
+@requires("export")
 def statement_pdf(customer_id):
     """The statement as PDF."""
     start, end = _period()
@@ -74,6 +77,7 @@ def _y(fen):
 
 
 @bp.route("/stats")
+@requires("statistics")
 def dashboard():
     """统计分析: the period's figures and charts."""
     start, end = _period()
@@ -94,6 +98,7 @@ def dashboard():
 
 
 @bp.route("/stats/<chart>.xlsx")
+@requires("statistics", "export")
 def chart_xlsx(chart):
     """One chart's data as Excel."""
     if chart not in CHARTS:
@@ -110,6 +115,7 @@ def _closing_args():
 
 
 @bp.route("/closing")
+@requires("statistics")
 def closing():
     """日结 / 交班: the day's takings for the shop or one operator; printable."""
     day, operator_id = _closing_args()
@@ -119,6 +125,7 @@ def closing():
 
 
 @bp.route("/closing.xlsx")
+@requires("statistics", "export")
 def closing_xlsx():
     """The day's closing as Excel."""
     day, operator_id = _closing_args()
