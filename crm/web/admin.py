@@ -88,3 +88,16 @@ def audit_log():
                                        end=end, page=int(page) if page.isdigit() else 1)
     return render_template("admin/audit.html", rows=rows, total=total, start=start, end=end,
                            actions=audit_service.ACTIONS, users=user_service.list_users())
+
+
+@bp.route("/monitor")
+@admin_required
+def monitor():
+    """数据监控: database, durability, backups, ledger check, disk space, uptime."""
+    from flask import current_app
+
+    from crm.services import monitor as monitor_service
+
+    restarts = int(current_app.config.get("RESTARTS", 0))
+    return render_template("admin/monitor.html",
+                           s=monitor_service.status(current_app.config, restarts))
