@@ -79,7 +79,8 @@ def free_port():
 def start_server(url, instance, port):
     """`python crm.py` in its own process, as a shop runs it."""
     env = {**os.environ, "CRM_HOME": str(instance), "CRM_DATABASE_URL": url}
-    proc = subprocess.Popen([sys.executable, str(ROOT / "crm.py"), "--no-browser", "--host",
+    proc = subprocess.Popen([sys.executable, str(ROOT / "crm.py"), "--no-browser", "--no-supervisor",
+                             "--host",
                              "127.0.0.1", "--port", str(port)], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     if not wait_until_running(port):

@@ -19,12 +19,20 @@ def _create_app():
 @click.option("--host", default=None, help="监听地址，默认 0.0.0.0（局域网可访问）")
 @click.option("--port", type=int, default=None, help="端口，默认 8000")
 @click.option("--no-browser", is_flag=True, help="启动后不自动打开浏览器")
+@click.option("--no-supervisor", is_flag=True, help="不由守护进程看护（服务进程退出后不自动重启）")
 @with_appcontext
-def run_command(host, port, no_browser):
-    """Migrate the database and serve the app on the LAN (what a double-click on crm.py does)."""
+def run_command(host, port, no_browser, no_supervisor):
+    """Migrate the database and serve the app on the LAN (what a double-click on crm.py does).
+    A supervising process restarts the server within seconds if it ever dies."""
+    import os
+
     from crm import launcher
 
     app = current_app._get_current_object()
+    if not no_supervisor and os.environ.get("CRM_SUPERVISED") != "1":
+        args = [*(["--host", host] if host else []), *(["--port", str(port)] if port else []),
+                *(["--no-browser"] if no_browser else [])]
+        sys.exit(launcher.supervise(args, app.instance_path))
     sys.exit(launcher.run(app, host=host, port=port, open_browser=False if no_browser else None))
 
 

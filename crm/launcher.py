@@ -8,6 +8,7 @@ import sys
 import threading
 import urllib.request
 import webbrowser
+from pathlib import Path
 
 log = logging.getLogger("crm.launcher")
 
@@ -125,6 +126,7 @@ def run(app, host=None, port=None, open_browser=None):
 
     from crm import scheduler
 
+    write_pid(app.instance_path)
     jobs = scheduler.start(app)
     server = create_server(app, host=host, port=port, threads=app.config["THREADS"],
                            ident="crm", connection_limit=200, channel_timeout=120)
@@ -150,3 +152,71 @@ def run(app, host=None, port=None, open_browser=None):
         server.close()
         _say("服务已停止。")
     return 0
+
+
+# --- the supervisor ---------------------------------------------------------------------------
+
+RESTART_LIMIT = 5  # restarts within RESTART_WINDOW seconds before giving up (a crash loop)
+RESTART_WINDOW = 60
+
+
+def supervise(args, instance):
+    """Run the server in a child process and start it again within a second whenever it dies
+    (crash, killed, out of memory), so a shop needs nobody to restart it. Ctrl+C or SIGTERM stop
+    both. Exit status 0 or 1 from the child (stopped, already running, could not start) ends it."""
+    import subprocess
+    import time
+
+    log_dir = Path(instance) / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log_file = log_dir / "supervisor.log"
+
+    def note(text):
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+        with open(log_file, "a", encoding="utf-8") as handle:
+            handle.write(f"{stamp} {text}\n")
+
+    env = dict(os.environ, CRM_SUPERVISED="1")
+    env.setdefault("CRM_SETUP_CODE", f"{int.from_bytes(os.urandom(4), 'big') % 10**6:06d}")
+    restarts, recent, child = 0, [], None
+    stopping = threading.Event()
+
+    def stop(signum, frame):
+        stopping.set()
+        if child is not None and child.poll() is None:
+            child.send_signal(signal.SIGINT if os.name != "nt" else signal.SIGTERM)
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    while True:
+        child_args = list(args) + (["--no-browser"] if restarts else [])
+        child = subprocess.Popen([sys.executable, "-m", "crm.cli", "run", *child_args],
+                                 env=dict(env, CRM_RESTARTS=str(restarts)))
+        note(f"server started, pid {child.pid}, restarts so far {restarts}")
+        while True:
+            try:
+                code = child.wait(timeout=1)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+        if stopping.is_set() or code in (0, 1):
+            note(f"server stopped (exit status {code})")
+            return 0 if stopping.is_set() else code
+        now_ = time.monotonic()
+        recent = [t for t in recent if now_ - t < RESTART_WINDOW] + [now_]
+        reason = f"signal {-code}" if code < 0 else f"exit status {code}"
+        if len(recent) > RESTART_LIMIT:
+            note(f"server died ({reason}) {len(recent)} times in a minute; giving up")
+            _say(f"服务进程一分钟内反复退出（{reason}），已停止重启。请查看 {log_dir} 中的日志。")
+            return 2
+        restarts += 1
+        note(f"server died ({reason}); restarting ({restarts})")
+        _say(f"服务进程意外退出（{reason}），正在自动重启…")
+        time.sleep(0.5)
+
+
+def write_pid(instance):
+    """Record the serving process's id (instance/run/server.pid), for the supervisor and tests."""
+    run_dir = Path(instance) / "run"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "server.pid").write_text(str(os.getpid()), encoding="utf-8")

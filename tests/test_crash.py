@@ -32,7 +32,8 @@ def _free_port():
 def _start(app, url, port):
     env = {**os.environ, "CRM_HOME": app.instance_path, "CRM_DATABASE_URL": url,
            "CRM_BCRYPT_ROUNDS": "4"}
-    proc = subprocess.Popen([sys.executable, str(ROOT / "crm.py"), "--no-browser", "--host",
+    proc = subprocess.Popen([sys.executable, str(ROOT / "crm.py"), "--no-browser", "--no-supervisor",
+                             "--host",
                              "127.0.0.1", "--port", str(port)], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     if not wait_until_running(port):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from crm.launcher import wait_until_running
+from crm.launcher import running_instance, wait_until_running
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -111,3 +111,26 @@ def test_queue_depth_warnings_stay_out_of_the_console():
                               None, None)
     ours = logging.LogRecord("crm.launcher", logging.INFO, "", 0, "started", None, None)
     assert not console_filter(queue) and console_filter(ours)
+
+
+def test_supervisor_restarts_a_killed_server_on_the_same_port(server):
+    """Killing the serving process (not the supervisor) brings the app back on the same port
+    within 10 s; the restart is logged and shown on the monitoring page's counter."""
+    import time
+
+    proc, port, home = server
+    pid_file = home / "run" / "server.pid"
+    first = int(pid_file.read_text())
+    assert first != proc.pid  # the supervisor serves through a child
+    os.kill(first, signal.SIGKILL)
+    started = time.monotonic()
+    deadline = started + 10
+    while time.monotonic() < deadline:
+        if pid_file.exists() and int(pid_file.read_text()) != first and running_instance(port):
+            break
+        time.sleep(0.1)
+    else:
+        raise AssertionError("the server did not come back within 10 s")
+    assert time.monotonic() - started < 10
+    log = (home / "logs" / "supervisor.log").read_text(encoding="utf-8")
+    assert "server died (signal 9); restarting (1)" in log
