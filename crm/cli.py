@@ -218,6 +218,19 @@ def recovery_key_command():
     click.echo(current_app.config["LEDGER_KEY"])
 
 
+@click.command("autostart")
+@click.argument("state", type=click.Choice(["on", "off"]))
+@with_appcontext
+def autostart_command(state):
+    """Start the server with the PC (on) or not (off): Windows Startup folder, or a systemd unit."""
+    from crm import autostart
+
+    if state == "on":
+        click.echo(autostart.enable(current_app.instance_path))
+    else:
+        click.echo(autostart.disable())
+
+
 def crm_db_migrate(database):
     """Bring the schema up to date (a restore needs the current tables)."""
     from crm import db as crm_db
@@ -233,7 +246,7 @@ def _cli_actor():
 
 COMMANDS = (run_command, migrate_command, create_admin_command, import_customers_command,
             verify_command, seed_demo_command, backup_command, restore_command,
-            recovery_key_command)
+            recovery_key_command, autostart_command)
 
 
 def init_app(app):

@@ -48,3 +48,18 @@ def test_help_lists_the_commands(tmp_path):
                             text=True, timeout=60, env={"CRM_HOME": str(tmp_path)})
     for command in ("run", "migrate", "create-admin"):
         assert command in result.stdout
+
+
+def test_autostart_on_and_off(app, runner, tmp_path, monkeypatch):
+    """`crm autostart on` writes a unit that runs the supervised server for this instance;
+    `off` removes it."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    monkeypatch.setenv("PATH", "/nonexistent")  # no systemctl: the command says what to run
+    result = runner.invoke(args=["autostart", "on"])
+    assert result.exit_code == 0, result.output
+    unit = tmp_path / "systemd" / "user" / "shop-crm.service"
+    text = unit.read_text(encoding="utf-8")
+    assert f"CRM_HOME={app.instance_path}" in text and "crm.py --no-browser" in text
+    assert "Restart=always" in text and "systemctl --user enable --now" in result.output
+    result = runner.invoke(args=["autostart", "off"])
+    assert result.exit_code == 0 and not unit.exists()

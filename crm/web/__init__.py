@@ -2,7 +2,7 @@
 import functools
 import uuid
 
-from flask import flash, jsonify, redirect, render_template, request, url_for
+from flask import flash, g, jsonify, redirect, render_template, request, url_for
 from flask_login import LoginManager, current_user
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from peewee import InterfaceError, OperationalError
@@ -134,6 +134,8 @@ def init_app(app):
     @app.errorhandler(InterfaceError)
     def _database_down(error):
         app.logger.exception("database error")
+        # Rendering must not look the user up again (Flask-Login's template context would).
+        g._login_user = login_manager.anonymous_user()
         return error_response("数据库暂时无法连接，请稍后刷新重试", 503, "database_unavailable")
 
     @app.route("/healthz")
@@ -161,6 +163,8 @@ HTTP_ERRORS = {
 
 def error_response(message, status, code):
     """One error answer: JSON {"error": {code, message}} under /api/, a Chinese page elsewhere."""
+    if request.path == "/healthz":  # monitors read JSON, even when the database is down
+        return jsonify(status=code, app="crm", message=message), status
     if is_api_request():
         return jsonify(error={"code": code, "message": message}), status
     return render_template("errors/error.html", message=message, status=status), status
