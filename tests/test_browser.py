@@ -180,3 +180,32 @@ def test_flow_two_statement_and_exports(app, page, tmp_path):
     assert any(r[0] == "期末余额" and float(r[3]) == 184.5 for r in values if r)
     pdf = page.request.get(page.locator("#export-pdf").get_attribute("href"))
     assert pdf.status == 200 and pdf.body()[:4] == b"%PDF"
+
+
+def test_restore_page(app, page):
+    """The restore page: pick a backup, type the confirmation, restore, see the restored data."""
+    from crm.models import Card
+    from crm.services import backups
+    from tests.ledger_helpers import make_shop, run
+
+    shop = make_shop(app)
+    shop.open_card(amount=8800, bonus=0, card_no="KEEP-1")
+    run(app, lambda: backups.create(app.config["BACKUP_DIR"], "manual", "我的小店", None))
+    shop.open_card(amount=100, bonus=0, card_no="GONE-1")
+    page.goto("/login")
+    page.fill("#username", "boss")
+    page.fill("#password", PASSWORD)
+    page.press("#password", "Enter")
+    page.click("#side-menu >> text=备份恢复")
+    row = page.locator("#backup-table tbody tr").first
+    expect(row).to_contain_text("已核对")
+    row.locator("input[name=confirm]").fill("我的小店")
+    row.locator("button[type=submit]").click()
+    expect(page.locator(".alert")).to_contain_text("已恢复")
+    page.fill("#username", "boss")
+    page.fill("#password", PASSWORD)
+    page.press("#password", "Enter")
+    page.goto("/consume?q=8000")
+    expect(page.locator("#counter-results")).to_contain_text("KEEP-1")
+    expect(page.locator("#counter-results")).not_to_contain_text("GONE-1")
+    assert run(app, lambda: Card.select().where(Card.card_no == "GONE-1").count()) == 0
