@@ -230,15 +230,17 @@ def test_error_halfway_through_a_restore_changes_nothing(app, folder, monkeypatc
     info = shop.do(lambda: backups.create(folder, "manual", "店", None))
     shop.open_card(amount=4242, bonus=0, card_no="AFTER-1")
     before = snapshot(app)
-    real = backups._from_database
+    def breaking(real):
+        def broken(*args):
+            for index, item in enumerate(real(*args)):
+                if index == 4:  # after users, types, customers and cards were written
+                    raise RuntimeError("disk failed")
+                yield item
+        return broken
 
-    def broken(database):
-        for index, item in enumerate(real(database)):
-            if index == 4:  # after users, types, customers and cards were written
-                raise RuntimeError("disk failed")
-            yield item
-
-    monkeypatch.setattr(backups, "_from_database", broken)
+    # Whichever way the rows come (straight from the zip, or from the scratch database).
+    monkeypatch.setattr(backups, "_from_database", breaking(backups._from_database))
+    monkeypatch.setattr(backups, "_from_zip", breaking(backups._from_zip))
     with pytest.raises(RuntimeError):
         shop.do(lambda: backups.restore(folder, info["name"], shop_name="店"))
     assert snapshot(app) == before

@@ -143,7 +143,7 @@ def create(folder, kind="manual", shop_name="", actor=None, copy_folder=""):
         name = _new_name(folder, kind)
         partial = folder / (name + ".part")
         try:
-            with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED, compresslevel=6) as archive:
+            with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
                 counts, digests, heads = _dump(database, archive)
                 manifest = {
                     "format": FORMAT, "app_version": __version__,
@@ -353,9 +353,20 @@ def _write_check(path, result):
     try:
         Path(str(path) + ".check.json").write_text(json.dumps(
             {"ok": result.ok, "checked_at": now().strftime("%Y-%m-%d %H:%M:%S"),
+             "sha256": _sha256_file(path) if path.exists() else "", "key": ledger.key_fingerprint(),
              "problems": result.problems[:20]}, ensure_ascii=False), encoding="utf-8")
     except OSError:
         pass  # the check's result is also in the answer and the audit log
+
+
+def _already_checked(path):
+    """True when this very file (same sha256) passed its check under this instance's key."""
+    try:
+        recorded = json.loads(Path(str(path) + ".check.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return (recorded.get("ok") is True and recorded.get("key") == ledger.key_fingerprint()
+            and recorded.get("sha256") == _sha256_file(path))
 
 
 # --- listing ----------------------------------------------------------------------------------
@@ -430,18 +441,29 @@ def restore(folder, name, actor=None, shop_name="", key=None):
     original shop's ledger key when restoring another PC's backup (see the recovery key)."""
     database = crm_db.db.obj
     path = path_of(folder, name)
-    checked = check(path, key=key, keep_scratch=True)
+    manifest = read_manifest(path)
+    current = crm_db.schema_version(database)
+    # A file that passed its check unchanged, at this schema, loads straight from the zip (its
+    # checksums are checked again as it streams in, inside the transaction); anything else goes
+    # through a full check and is loaded from the verified scratch database.
+    direct = key is None and manifest["schema"] == current and _already_checked(path)
+    checked = Checked(ok=True, manifest=manifest) if direct else check(path, key=key,
+                                                                       keep_scratch=True)
     if not checked.ok:
         raise BackupError("备份未通过核对，未做任何改动：" + "；".join(checked.problems[:3]),
                           code="backup_not_verified")
     safety = create(folder, kind="safety", shop_name=shop_name, actor=actor)
-    scratch = crm_db.database_from_url(f"sqlite:///{checked.scratch}")
-    try:
-        with maintenance_lock(database), scratch.connection_context():
-            _load(database, _from_database(scratch))
-    finally:
-        crm_db.close_all(scratch)
-        shutil.rmtree(Path(checked.scratch).parent, ignore_errors=True)
+    if direct:
+        with maintenance_lock(database), zipfile.ZipFile(path) as archive:
+            _load(database, _from_zip(archive, manifest, database))
+    else:
+        scratch = crm_db.database_from_url(f"sqlite:///{checked.scratch}")
+        try:
+            with maintenance_lock(database), scratch.connection_context():
+                _load(database, _from_database(scratch))
+        finally:
+            crm_db.close_all(scratch)
+            shutil.rmtree(Path(checked.scratch).parent, ignore_errors=True)
     saved = ledger.Settings.key
     if key is not None:
         ledger.Settings.key = key

@@ -14,6 +14,7 @@ import hashlib
 import hmac
 import json
 import re
+from collections import namedtuple
 from dataclasses import dataclass, field
 
 from peewee import IntegrityError
@@ -59,8 +60,15 @@ def _message(entry, prev_hash):
              entry["amount"], entry["paid_delta"], entry["bonus_delta"], entry["balance_after"],
              entry["paid_after"], entry["bonus_after"], entry["payment_method"],
              entry["reverses"] or "", entry["operator"], entry["request_id"], entry["remark"],
-             entry["created_at"].strftime("%Y-%m-%d %H:%M:%S"), prev_hash)
+             _stamp(entry["created_at"]), prev_hash)
     return "\x1f".join(str(p) for p in parts).encode("utf-8")
+
+
+def _stamp(value):
+    """A time as sealed: "YYYY-MM-DD HH:MM:SS" (SQLite hands back text, MySQL a datetime)."""
+    if isinstance(value, str):
+        return value[:19]
+    return value.strftime("%Y-%m-%d %H:%M:%S")
 
 
 def seal(entry, prev_hash):
@@ -353,25 +361,41 @@ def _card_problems(card, records):
     return problems
 
 
+_RECORD_COLUMNS = ("id", "card_id", "customer_id", "seq", "business_type", "amount", "paid_delta",
+                   "bonus_delta", "balance_after", "paid_after", "bonus_after", "payment_method",
+                   "reverses_id", "operator_id", "request_id", "remark", "created_at", "prev_hash",
+                   "hash")
+_CARD_COLUMNS = ("id", "card_no", "money", "paid_money", "bonus_money", "entry_count",
+                 "chain_head")
+_RecordRow = namedtuple("_RecordRow", _RECORD_COLUMNS)
+_CardRow = namedtuple("_CardRow", _CARD_COLUMNS)
+
+
 def verify(card_ids=None, database=None):
     """Recompute every card's chain and check balance = sum of entries; name the first bad entry.
-    `database` checks another database than the app's (a backup restored into a scratch file)."""
+    `database` checks another database than the app's (a backup restored into a scratch file).
+    Plain rows, not model objects: a million entries are checked in seconds, not minutes."""
+    database = database or db.obj
     report = Report()
-    cards = Card.select().order_by(Card.id)
-    records = CardRecord.select().order_by(CardRecord.card, CardRecord.seq)
+    where = ""
+    params = ()
     if card_ids is not None:
-        cards = cards.where(Card.id.in_(list(card_ids)))
-        records = records.where(CardRecord.card.in_(list(card_ids)))
-    if database is not None:
-        cards, records = cards.bind(database), records.bind(database)
-    stream = iter(records.iterator())
+        ids = list(card_ids) or [0]
+        where = f" WHERE {{column}} IN ({', '.join([database.param] * len(ids))})"
+        params = tuple(ids)
+    cards = database.execute_sql(f"SELECT {', '.join(_CARD_COLUMNS)} FROM t_card"
+                                 + where.format(column="id") + " ORDER BY id", params)
+    records = database.execute_sql(f"SELECT {', '.join(_RECORD_COLUMNS)} FROM t_card_record"
+                                   + where.format(column="card_id")
+                                   + " ORDER BY card_id, seq", params)
+    stream = (_RecordRow(*row) for row in records)
     pending = next(stream, None)
 
     def orphan(record):
         report.problems.append({"card_id": record.card_id, "card_no": "", "record_id": record.id,
                                 "seq": record.seq, "problem": "记录所属的会员卡不存在"})
 
-    for card in cards.iterator():
+    for card in (_CardRow(*row) for row in cards.fetchall()):
         own = []
         while pending is not None and pending.card_id < card.id:
             orphan(pending)
