@@ -204,6 +204,8 @@ def restore_command(file, recovery_key_file, yes):
             raise click.ClickException(error.message) from None
     if key:
         crm_config.set_value(current_app.instance_path, "LEDGER_KEY", key)
+    safety = backups.check(Path(result["safety_path"]))
+    click.echo(f"恢复前的数据已另存并核对{'无误' if safety.ok else '未通过：' + '；'.join(safety.problems)}")
     click.echo(f"已恢复（恢复前的数据另存为 {result['safety_backup']}）；账本校验："
                + ("全部正确" if result["ledger_ok"] else "有问题，请运行 crm verify 查看"))
     if not result["ledger_ok"]:

@@ -130,9 +130,10 @@ def _dump(database, archive):
     return counts, digests, heads
 
 
-def create(folder, kind="manual", shop_name="", actor=None, copy_folder=""):
+def create(folder, kind="manual", shop_name="", actor=None, copy_folder="", check_now=True):
     """Make a backup in `folder`, read it back and verify it; copy it to `copy_folder` if set.
-    Returns the backup's info dict. Raises BackupError without leaving a partial file."""
+    Returns the backup's info dict. Raises BackupError without leaving a partial file. With
+    check_now=False the read-back check is left to the caller (check_later)."""
     database = crm_db.db.obj
     folder = Path(folder)
     try:
@@ -167,12 +168,12 @@ def create(folder, kind="manual", shop_name="", actor=None, copy_folder=""):
         except BaseException:
             partial.unlink(missing_ok=True)
             raise
-    result = check(folder / name)
+    verified = check(folder / name).ok if check_now else None
     info = describe(folder / name)
     if copy_folder:
         info["copy"] = _copy(folder / name, Path(copy_folder))
     if actor is not None:
-        audit.record(actor, "backup.create", "backup", name, kind=kind, verified=result.ok,
+        audit.record(actor, "backup.create", "backup", name, kind=kind, verified=verified,
                      size=info["size"], copy=info.get("copy"))
     return info
 
@@ -303,7 +304,6 @@ def check(path, key=None, keep_scratch=False):
     result = Checked()
     scratch_dir = tempfile.mkdtemp(prefix="crm-check-")
     scratch_path = Path(scratch_dir) / "scratch.db"
-    saved_key = ledger.Settings.key
     try:
         manifest = result.manifest = read_manifest(path)
         known = sorted(p.stem for p in crm_db.MIGRATIONS_DIR.glob("[0-9]*.py"))
@@ -320,9 +320,7 @@ def check(path, key=None, keep_scratch=False):
             with zipfile.ZipFile(path) as archive:
                 _load(scratch, _from_zip(archive, manifest, scratch), fresh=True)
             runner.up()
-            if key is not None:
-                ledger.Settings.key = key
-            report = ledger.verify(database=scratch)
+            report = ledger.verify(database=scratch, key=key)
             heads = {str(c.id): c.chain_head for c in Card.select(Card.id, Card.chain_head)
                      .bind(scratch)}
         result.problems = [f"卡 {p['card_no'] or p['card_id']}：{p['problem']}"
@@ -342,7 +340,6 @@ def check(path, key=None, keep_scratch=False):
     except Exception as error:  # noqa: BLE001 — a check that could not run never counts as passed
         result.problems.append(f"核对未能完成：{type(error).__name__}")
     finally:
-        ledger.Settings.key = saved_key
         if not result.scratch:
             shutil.rmtree(scratch_dir, ignore_errors=True)
     _write_check(path, result)
@@ -452,7 +449,9 @@ def restore(folder, name, actor=None, shop_name="", key=None):
     if not checked.ok:
         raise BackupError("备份未通过核对，未做任何改动：" + "；".join(checked.problems[:3]),
                           code="backup_not_verified")
-    safety = create(folder, kind="safety", shop_name=shop_name, actor=actor)
+    # The safety copy's checksums are taken as it is written; its full read-back check runs
+    # after the restore (check_later), so the shop is not kept waiting for it.
+    safety = create(folder, kind="safety", shop_name=shop_name, actor=actor, check_now=False)
     if direct:
         with maintenance_lock(database), zipfile.ZipFile(path) as archive:
             _load(database, _from_zip(archive, manifest, database))
@@ -464,14 +463,9 @@ def restore(folder, name, actor=None, shop_name="", key=None):
         finally:
             crm_db.close_all(scratch)
             shutil.rmtree(Path(checked.scratch).parent, ignore_errors=True)
-    saved = ledger.Settings.key
+    report = ledger.verify(key=key)
     if key is not None:
-        ledger.Settings.key = key
-    try:
-        report = ledger.verify()
-    finally:
-        if key is None:
-            ledger.Settings.key = saved
+        ledger.Settings.key = key  # from now on this instance seals with the shop's own key
     if actor is not None:
         # The restored users may no longer include the one who restored: keep the name anyway.
         user = actor.user if actor.user and User.get_or_none(User.id == actor.user.id) else None
@@ -482,8 +476,18 @@ def restore(folder, name, actor=None, shop_name="", key=None):
                                            "counts": {t: v["rows"] for t, v in
                                                       checked.manifest["tables"].items()}},
                                           ensure_ascii=False))
-    return {"name": name, "safety_backup": safety["name"], "ledger_ok": report.ok,
+    return {"name": name, "safety_backup": safety["name"],
+            "safety_path": str(Path(folder) / safety["name"]),
+            "ledger_ok": report.ok,
             "cards_checked": report.cards_checked, "entries_checked": report.entries_checked}
+
+
+def check_later(path):
+    """Run a backup's read-back check in the background (its result lands beside the file)."""
+    thread = threading.Thread(target=check, args=(Path(path),), daemon=True,
+                              name="backup-check")
+    thread.start()
+    return thread
 
 
 # --- rotation ---------------------------------------------------------------------------------

@@ -71,9 +71,9 @@ def _stamp(value):
     return value.strftime("%Y-%m-%d %H:%M:%S")
 
 
-def seal(entry, prev_hash):
+def seal(entry, prev_hash, key=None):
     """The HMAC-SHA256 (hex) of an entry linked to the previous entry's hash."""
-    return hmac.new(Settings.key, _message(entry, prev_hash), hashlib.sha256).hexdigest()
+    return hmac.new(key or Settings.key, _message(entry, prev_hash), hashlib.sha256).hexdigest()
 
 
 def _record_fields(record):
@@ -325,7 +325,7 @@ class Report:
         return not self.problems
 
 
-def _card_problems(card, records):
+def _card_problems(card, records, key=None):
     """What is wrong with one card's chain and balances, first bad entry first."""
     problems = []
     prev_hash, paid, bonus = "", 0, 0
@@ -344,7 +344,7 @@ def _card_problems(card, records):
         if record.prev_hash != prev_hash:
             bad(record, "与上一条记录的链接不符（记录被删除、插入或改动）")
             return problems
-        if not hmac.compare_digest(seal(_record_fields(record), prev_hash), record.hash):
+        if not hmac.compare_digest(seal(_record_fields(record), prev_hash, key), record.hash):
             bad(record, "记录内容与其签名不符（记录被改动）")
             return problems
         if (record.amount != record.paid_delta + record.bonus_delta
@@ -371,9 +371,10 @@ _RecordRow = namedtuple("_RecordRow", _RECORD_COLUMNS)
 _CardRow = namedtuple("_CardRow", _CARD_COLUMNS)
 
 
-def verify(card_ids=None, database=None):
+def verify(card_ids=None, database=None, key=None):
     """Recompute every card's chain and check balance = sum of entries; name the first bad entry.
-    `database` checks another database than the app's (a backup restored into a scratch file).
+    `database` checks another database than the app's (a backup restored into a scratch file);
+    `key` another shop's ledger key (a backup from another PC).
     Plain rows, not model objects: a million entries are checked in seconds, not minutes."""
     database = database or db.obj
     report = Report()
@@ -405,7 +406,7 @@ def verify(card_ids=None, database=None):
             pending = next(stream, None)
         report.cards_checked += 1
         report.entries_checked += len(own)
-        report.problems.extend(_card_problems(card, own))
+        report.problems.extend(_card_problems(card, own, key))
     while pending is not None:
         orphan(pending)
         pending = next(stream, None)

@@ -28,6 +28,7 @@ def restore_with_confirmation(name, confirmation, recovery_key=""):
             raise ValidationError("恢复密钥不正确", code="invalid_recovery_key")
         key = key.encode("utf-8")
     result = backups.restore(folder(), name, actor=actor(), shop_name=shop, key=key)
+    backups.check_later(result.pop("safety_path"))
     if key is not None:
         config.set_value(current_app.instance_path, "LEDGER_KEY", key.decode("utf-8"))
         current_app.config["LEDGER_KEY"] = key.decode("utf-8")
