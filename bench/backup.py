@@ -9,15 +9,11 @@ the verification of every chain) and a restore of it (its check, the safety back
 data with its own check, the replacement in one transaction, the final ledger verification).
 """
 import argparse
-import os
-import platform
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from _common import machine, recreate_mysql
 
 from crm import create_app  # noqa: E402
 from crm import db as crm_db  # noqa: E402
@@ -31,12 +27,7 @@ def main():
     parser.add_argument("--customers", type=int, default=100_000)
     parser.add_argument("--entries", type=int, default=1_000_000)
     args = parser.parse_args()
-    base, name = args.url.rsplit("/", 1)
-    server = crm_db.database_from_url(base + "/mysql")
-    with server.connection_context():
-        server.execute_sql(f"DROP DATABASE IF EXISTS {name}")
-        server.execute_sql(f"CREATE DATABASE {name} CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
-    crm_db.close_all(server)
+    recreate_mysql(args.url)
     instance = tempfile.mkdtemp(prefix="crm-bench-")
     app = create_app({"DATABASE_URL": args.url, "INSTANCE_PATH": instance, "TESTING": True,
                       "BCRYPT_ROUNDS": 4})
@@ -44,9 +35,7 @@ def main():
     crm_db.migrate(database)
     folder = Path(app.config["BACKUP_DIR"])
     with app.app_context(), database.connection_context():
-        version = database.execute_sql("SELECT VERSION()").fetchone()[0]
-        print(f"machine: {platform.node()} · {os.cpu_count()} cores · python "
-              f"{platform.python_version()} · MariaDB {version}")
+        print(machine(database))
         boss = user_service.create_user(Actor(), "bench", "bench-password-1", role="admin")
         started = time.perf_counter()
         made = demo.seed_bulk(database, boss, customers=args.customers, entries=args.entries)
@@ -64,9 +53,13 @@ def main():
 
         started = time.perf_counter()
         result = backups.restore(folder, info["name"], shop_name="压测小店")
-        print(f"restore: {time.perf_counter() - started:.1f} s in all (check, safety backup with "
-              f"its check, replacement, final verification of {result['entries_checked']} "
-              f"entries), ledger ok: {result['ledger_ok']}")
+        print(f"restore: {time.perf_counter() - started:.1f} s in all (safety backup of the "
+              f"current data, replacement in one transaction, final verification of "
+              f"{result['entries_checked']} entries), ledger ok: {result['ledger_ok']}")
+        started = time.perf_counter()
+        safety = backups.check(Path(result["safety_path"]))
+        print(f"  then the safety backup's read-back check: {time.perf_counter() - started:.1f} s,"
+              f" ok: {safety.ok}")
     crm_db.close_all(database)
 
 

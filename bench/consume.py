@@ -13,23 +13,17 @@ ledger is verified and the balances checked against the number of successful req
 import argparse
 import http.client
 import json
-import os
-import platform
 import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import threading
 import time
 import uuid
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from _common import machine, recreate_mysql, start_server
 
 from crm import db as crm_db  # noqa: E402
-from crm.launcher import wait_until_running  # noqa: E402
 from crm.models import Card  # noqa: E402
 from crm.services import Actor, cards, customers, ledger  # noqa: E402
 from crm.services import users as user_service  # noqa: E402
@@ -39,13 +33,8 @@ START_FEN = 4_000_000  # 40,000.00 per card: never runs dry during a bench
 
 
 def recreate(url):
-    """Drop and create the bench database; return it migrated and bound."""
-    base, name = url.rsplit("/", 1)
-    server = crm_db.database_from_url(base + "/mysql")
-    with server.connection_context():
-        server.execute_sql(f"DROP DATABASE IF EXISTS {name}")
-        server.execute_sql(f"CREATE DATABASE {name} CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
-    crm_db.close_all(server)
+    """A fresh bench database, migrated and bound."""
+    recreate_mysql(url)
     database = crm_db.database_from_url(url)
     crm_db.db.initialize(database)
     crm_db.migrate(database)
@@ -76,17 +65,9 @@ def free_port():
         return s.getsockname()[1]
 
 
-def start_server(url, instance, port):
+def start_server_for(url, instance, port):
     """`python crm.py` in its own process, as a shop runs it."""
-    env = {**os.environ, "CRM_HOME": str(instance), "CRM_DATABASE_URL": url}
-    proc = subprocess.Popen([sys.executable, str(ROOT / "crm.py"), "--no-browser", "--no-supervisor",
-                             "--host",
-                             "127.0.0.1", "--port", str(port)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    if not wait_until_running(port):
-        proc.kill()
-        raise SystemExit("server did not start")
-    return proc
+    return start_server({"CRM_HOME": str(instance), "CRM_DATABASE_URL": url}, port)
 
 
 def percentile(samples, p):
@@ -226,15 +207,12 @@ def main():
     user, card_ids = seed(database, instance, args.clients)
     with database.connection_context():
         flush = database.execute_sql("SELECT @@innodb_flush_log_at_trx_commit").fetchone()[0]
-        version = database.execute_sql("SELECT VERSION()").fetchone()[0]
-    print(f"machine: {platform.node()} · {os.cpu_count()} cores · python "
-          f"{platform.python_version()} · MariaDB {version} · innodb_flush_log_at_trx_commit="
-          f"{flush}")
+        print(f"{machine(database)} · innodb_flush_log_at_trx_commit={flush}")
     print(f"{args.clients} concurrent clients, {args.seconds:.0f} s each phase, each client on its "
           "own card; latencies per consumption:")
 
     port = free_port()
-    server = start_server(args.url, instance, port)
+    server = start_server_for(args.url, instance, port)
     try:
         warm, warm_errors, _ = http_load(port, card_ids, 2)  # warm the server's pool and caches
         latencies, errors, seconds = http_load(port, card_ids, args.seconds)

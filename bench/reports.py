@@ -11,18 +11,14 @@ a statement page of the 10,000-entry customer (first and last page, whole year),
 """
 import argparse
 import datetime
-import os
-import platform
 import resource
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from _common import machine, recreate_mysql
 
 from crm import create_app  # noqa: E402
 from crm import db as crm_db  # noqa: E402
@@ -72,21 +68,14 @@ def main():
                      datetime.date.fromisoformat(end))
         return
 
-    base, name = args.url.rsplit("/", 1)
-    server = crm_db.database_from_url(base + "/mysql")
-    with server.connection_context():
-        server.execute_sql(f"DROP DATABASE IF EXISTS {name}")
-        server.execute_sql(f"CREATE DATABASE {name} CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
-    crm_db.close_all(server)
+    recreate_mysql(args.url)
     instance = tempfile.mkdtemp(prefix="crm-bench-")
     app = create_app({"DATABASE_URL": args.url, "INSTANCE_PATH": instance, "BCRYPT_ROUNDS": 4,
                       "TESTING": True})
     database = app.extensions["crm_db"]
     crm_db.migrate(database)
     with app.app_context(), database.connection_context():
-        version = database.execute_sql("SELECT VERSION()").fetchone()[0]
-        print(f"machine: {platform.node()} · {os.cpu_count()} cores · python "
-              f"{platform.python_version()} · MariaDB {version}")
+        print(machine(database))
         boss = user_service.create_user(Actor(), "bench", "bench-password-1", role="admin")
         started = time.perf_counter()
         made = demo.seed_bulk(database, boss, customers=args.customers, entries=args.entries,

@@ -56,6 +56,22 @@ def wait_until_running(port, seconds=30):
     return False
 
 
+def spawn(env, port, host="127.0.0.1"):
+    """Start `crm.py --no-browser --no-supervisor` in its own process on `port` with `env` on top
+    of this environment, and wait until it serves (tests and benches; a shop uses crm run)."""
+    import subprocess
+
+    root = Path(__file__).resolve().parent.parent
+    proc = subprocess.Popen([sys.executable, str(root / "crm.py"), "--no-browser",
+                             "--no-supervisor", "--host", host, "--port", str(port)],
+                            env={**os.environ, **env}, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    if not wait_until_running(port):
+        proc.kill()
+        raise RuntimeError("the server did not start")
+    return proc
+
+
 def port_free(host, port):
     """True when nothing listens on host:port yet."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:

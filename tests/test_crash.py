@@ -2,24 +2,19 @@
 answer was lost is retried with its key; each key is charged exactly once."""
 import http.client
 import json
-import os
 import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 import uuid
-from pathlib import Path
 
 from peewee import fn
 
-from crm.launcher import wait_until_running
+from crm.launcher import spawn
 from crm.models import CardRecord, ConsumeRecord
 from tests.conftest import PASSWORD
 from tests.ledger_helpers import make_shop, run
 
-ROOT = Path(__file__).resolve().parent.parent
 STEPS = 20  # consumptions per client
 
 
@@ -30,16 +25,8 @@ def _free_port():
 
 
 def _start(app, url, port):
-    env = {**os.environ, "CRM_HOME": app.instance_path, "CRM_DATABASE_URL": url,
-           "CRM_BCRYPT_ROUNDS": "4"}
-    proc = subprocess.Popen([sys.executable, str(ROOT / "crm.py"), "--no-browser", "--no-supervisor",
-                             "--host",
-                             "127.0.0.1", "--port", str(port)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    if not wait_until_running(port):
-        proc.kill()
-        raise AssertionError("server did not start")
-    return proc
+    return spawn({"CRM_HOME": app.instance_path, "CRM_DATABASE_URL": url,
+                  "CRM_BCRYPT_ROUNDS": "4"}, port)
 
 
 def test_sigkill_while_thirty_clients_consume(app, database_url, backend):

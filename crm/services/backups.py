@@ -248,7 +248,10 @@ def _load(database, source, fresh=False):
     param = database.param
     with database.atomic():
         if mysql:
+            # Rows from a checked backup of a consistent database: InnoDB may skip re-checking
+            # foreign and unique keys row by row (both back on before the commit).
             database.execute_sql("SET FOREIGN_KEY_CHECKS = 0")
+            database.execute_sql("SET UNIQUE_CHECKS = 0")
         else:
             database.execute_sql("PRAGMA defer_foreign_keys = ON")
         try:
@@ -268,7 +271,7 @@ def _load(database, source, fresh=False):
                 batch = []
                 for row in rows:
                     batch.append(tuple(row[c] for c in keep))
-                    if len(batch) == 2000:
+                    if len(batch) == 5000:
                         database.cursor().executemany(statement, batch)
                         batch = []
                 if batch:
@@ -277,6 +280,7 @@ def _load(database, source, fresh=False):
                 database.execute_sql("DELETE FROM t_restore_mode")
         finally:
             if mysql:
+                database.execute_sql("SET UNIQUE_CHECKS = 1")
                 database.execute_sql("SET FOREIGN_KEY_CHECKS = 1")
 
 

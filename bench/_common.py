@@ -1,0 +1,34 @@
+"""What the benches share: a fresh bench database, the machine line, a server to load."""
+import os
+import platform
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from crm import db as crm_db  # noqa: E402
+from crm.launcher import spawn  # noqa: E402
+
+
+def recreate_mysql(url):
+    """Drop and create the MySQL database named in `url` (a bench database, never a shop's)."""
+    base, name = url.rsplit("/", 1)
+    server = crm_db.database_from_url(base + "/mysql")
+    with server.connection_context():
+        server.execute_sql(f"DROP DATABASE IF EXISTS {name}")
+        server.execute_sql(f"CREATE DATABASE {name} CHARACTER SET utf8mb4 "
+                           "COLLATE utf8mb4_unicode_ci")
+    crm_db.close_all(server)
+
+
+def machine(database):
+    """One line naming the machine and the database the figures come from."""
+    version = database.execute_sql("SELECT VERSION()").fetchone()[0]
+    return (f"machine: {platform.node()} · {os.cpu_count()} cores · python "
+            f"{platform.python_version()} · MariaDB {version}")
+
+
+def start_server(env, port):
+    """`python crm.py` (unsupervised) in its own process on `port`; waits until it serves."""
+    return spawn(env, port)
