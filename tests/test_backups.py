@@ -411,3 +411,28 @@ def test_scheduler_job_makes_the_due_backup(app, folder):
     scheduler.nightly_backup(app)
     daily = list(folder.glob("*-daily.zip"))
     assert len(daily) == 1 and backups.describe(daily[0])["verified"]
+
+
+@pytest.mark.backends("mysql")
+def test_mysql_backup_also_writes_a_native_dump(app, folder):
+    """On MySQL a mysqldump --single-transaction copy lands beside the portable backup."""
+    import gzip
+    import shutil
+
+    if not (shutil.which("mysqldump") or shutil.which("mariadb-dump")):
+        pytest.fail("mysqldump is part of the MariaDB client that .ci/run installs")
+    rich_shop(app)
+    info = run(app, lambda: backups.create(folder, "manual", "店", None))
+    assert info["native"].startswith("已另存")
+    dump = folder / (info["name"][:-4] + ".sql.gz")
+    text = gzip.decompress(dump.read_bytes()).decode("utf-8")
+    assert "CREATE TABLE `t_card_record`" in text and "INSERT INTO `t_card_record`" in text
+
+
+def test_never_two_backups_at_once(app, folder):
+    """While one backup or restore holds the maintenance lock, another is refused."""
+    make_shop(app)
+    with backups._process_lock:
+        with pytest.raises(CrmError, match="另一个备份或恢复正在进行"):
+            run(app, lambda: backups.create(folder, "manual", "店", None))
+    assert run(app, lambda: backups.create(folder, "manual", "店", None))["verified"]

@@ -170,12 +170,48 @@ def create(folder, kind="manual", shop_name="", actor=None, copy_folder="", chec
             raise
     verified = check(folder / name).ok if check_now else None
     info = describe(folder / name)
+    if crm_db.is_mysql(database) and kind != "safety":
+        info["native"] = native_dump(database, folder / name)
     if copy_folder:
         info["copy"] = _copy(folder / name, Path(copy_folder))
     if actor is not None:
         audit.record(actor, "backup.create", "backup", name, kind=kind, verified=verified,
                      size=info["size"], copy=info.get("copy"))
     return info
+
+
+def native_dump(database, path):
+    """On MySQL, also `mysqldump --single-transaction` beside the portable backup (a second copy
+    in the database's own format), when the tool is on this PC. Returns what happened."""
+    import gzip
+    import subprocess
+
+    tool = shutil.which("mysqldump") or shutil.which("mariadb-dump")
+    if tool is None:
+        return "未找到 mysqldump，未做数据库原生备份"
+    params = database.connect_params
+    target = Path(str(path)[:-4] + ".sql.gz")
+    env = dict(os.environ, MYSQL_PWD=params.get("password") or "")
+    command = [tool, "--single-transaction", "--routines", "--triggers", "--hex-blob",
+               f"--host={params.get('host', '127.0.0.1')}", f"--port={params.get('port', 3306)}",
+               f"--user={params.get('user', 'root')}", database.database]
+    partial = target.with_suffix(".part")
+    try:
+        with gzip.open(partial, "wb", compresslevel=1) as out:
+            proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                    env=env)
+            for chunk in iter(lambda: proc.stdout.read(1 << 20), b""):
+                out.write(chunk)
+            error = proc.stderr.read().decode("utf-8", "replace")
+            code = proc.wait()
+        if code != 0:
+            partial.unlink(missing_ok=True)
+            return f"mysqldump 失败：{error.strip()[:200]}"
+        os.replace(partial, target)
+        return f"已另存数据库原生备份 {target.name}"
+    except OSError as failure:
+        partial.unlink(missing_ok=True)
+        return f"mysqldump 未能完成：{failure}"
 
 
 def _copy(path, target):
