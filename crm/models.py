@@ -201,8 +201,9 @@ class CardRecord(BaseModel):
     negative; paid_delta + bonus_delta = amount. seq numbers a card's entries 1, 2, 3 … and
     prev_hash/hash chain them."""
 
-    card = ForeignKeyField(Card, backref="records", column_name="card_id")
-    customer = ForeignKeyField(Customer, column_name="customer_id")
+    # Their indexes are the composite ones below (see migration 0007).
+    card = ForeignKeyField(Card, backref="records", column_name="card_id", index=False)
+    customer = ForeignKeyField(Customer, column_name="customer_id", index=False)
     seq = IntegerField()
     business_type = CharField(max_length=20)
     amount = BigIntegerField()
@@ -233,7 +234,7 @@ class ConsumeRecord(BaseModel):
     """One consumption (append-only): the original amount, the discount and what was charged."""
 
     card = ForeignKeyField(Card, column_name="card_id")
-    customer = ForeignKeyField(Customer, column_name="customer_id")
+    customer = ForeignKeyField(Customer, column_name="customer_id", index=False)
     card_record = ForeignKeyField(CardRecord, unique=True, column_name="card_record_id")
     original_amount = BigIntegerField()
     discount = SmallIntegerField(null=True)
