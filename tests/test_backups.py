@@ -160,10 +160,11 @@ def _rewrite(path, change):
 
 
 def _edit_amount(members, fix_checksum):
+    columns = json.loads(members["manifest.json"])["tables"]["t_card_record"]["columns"]
     lines = members["t_card_record.jsonl"].decode().splitlines(keepends=True)
     row = json.loads(lines[0])
-    row["amount"] += 100
-    row["paid_delta"] += 100
+    row[columns.index("amount")] += 100
+    row[columns.index("paid_delta")] += 100
     lines[0] = json.dumps(row, ensure_ascii=False, separators=(",", ":")) + "\n"
     members["t_card_record.jsonl"] = "".join(lines).encode()
     if fix_checksum:
@@ -277,13 +278,15 @@ def test_older_schema_backup_is_restored_then_migrated(app, folder):
         for table in ("t_recharge_rule",):
             manifest["tables"].pop(table)
             members.pop(f"{table}.jsonl")
+        columns = manifest["tables"]["t_customer"]["columns"]
+        drop = columns.index("search_text")
         lines = []
         for line in members["t_customer.jsonl"].decode().splitlines():
             row = json.loads(line)
-            row.pop("search_text")
+            del row[drop]
             lines.append(json.dumps(row, ensure_ascii=False) + "\n")
         members["t_customer.jsonl"] = "".join(lines).encode()
-        manifest["tables"]["t_customer"]["columns"].remove("search_text")
+        columns.remove("search_text")
         manifest["tables"]["t_customer"]["sha256"] = hashlib.sha256(
             members["t_customer.jsonl"]).hexdigest()
         members["manifest.json"] = json.dumps(manifest).encode()
