@@ -18,6 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import openpyxl  # noqa: E402
+from _common import recreate_mysql  # noqa: E402
 
 from crm import create_app  # noqa: E402
 from crm import db as crm_db  # noqa: E402
@@ -29,13 +30,7 @@ from crm.services.demo import fake_customers  # noqa: E402
 def recreate(url):
     """Drop and create the bench database; return a migrated peewee database."""
     if url.startswith("mysql"):
-        base, name = url.rsplit("/", 1)
-        server = crm_db.database_from_url(base + "/mysql")
-        with server.connection_context():
-            server.execute_sql(f"DROP DATABASE IF EXISTS {name}")
-            server.execute_sql(f"CREATE DATABASE {name} CHARACTER SET utf8mb4 "
-                               "COLLATE utf8mb4_unicode_ci")
-        crm_db.close_all(server)
+        recreate_mysql(url)
     else:
         path = Path(url[len("sqlite:///"):])
         for suffix in ("", "-wal", "-shm"):

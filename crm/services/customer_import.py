@@ -159,52 +159,46 @@ def _check_row(row, type_ids):
         row.errors.append(("unknown_type", f"客户类型“{type_name}”不存在"))
 
 
+def _unique_in_file(rows, key, label):
+    """Flag every row whose `key` value an earlier row already has; return the distinct values."""
+    first_line = {}
+    for row in rows:
+        value = row.values.get(key)
+        if value:
+            if value in first_line:
+                row.errors.append((key, f"{label}与第 {first_line[value]} 行重复"))
+            else:
+                first_line[value] = row.line
+    return list(first_line)
+
+
+def _already_held(field, values, *extra):
+    """{value: row} for the values that rows of `field`'s table already hold (500 at a time)."""
+    found = {}
+    for start in range(0, len(values), 500):
+        for held in (field.model.select(field, *extra)
+                     .where(field.in_(values[start:start + 500]))):
+            found[getattr(held, field.name)] = held
+    return found
+
+
 def preview(data, create_types=False):
-    """Read and check every row: field rules, phones repeated in the file, phones already used."""
+    """Read and check every row: field rules, phones and card numbers repeated in the file or
+    already used by another customer or card."""
     rows = read_rows(data)
     type_ids = {t.name: t.id for t in CustomerType.select(CustomerType.id, CustomerType.name)}
-    first_line = {}
     for row in rows:
         _check_row(row, type_ids)
-        number = row.values.get("phone")
-        if number:
-            if number in first_line:
-                row.errors.append(("phone", f"电话与第 {first_line[number]} 行重复"))
-            else:
-                first_line[number] = row.line
-    phones = list(first_line)
-    taken = {}
-    for start in range(0, len(phones), 500):
-        chunk = phones[start:start + 500]
-        for c in (Customer.select(Customer.phone, Customer.name, Customer.customer_no)
-                  .where(Customer.phone.in_(chunk))):
-            taken[c.phone] = c
+    holders = _already_held(Customer.phone, _unique_in_file(rows, "phone", "电话"),
+                            Customer.name, Customer.customer_no)
+    taken_cards = _already_held(Card.card_no, _unique_in_file(rows, "card_no", "卡号"))
     for row in rows:
-        holder = taken.get(row.values.get("phone"))
+        holder = holders.get(row.values.get("phone"))
         if holder:
             row.errors.append(("phone", customers.duplicate_phone(holder).message))
-    _check_card_numbers(rows)
-    return Preview(rows=rows, create_types=create_types)
-
-
-def _check_card_numbers(rows):
-    """Card numbers must be new: not twice in the file, not held by an existing card."""
-    first_line = {}
-    for row in rows:
-        number = row.values.get("card_no")
-        if number:
-            if number in first_line:
-                row.errors.append(("card_no", f"卡号与第 {first_line[number]} 行重复"))
-            else:
-                first_line[number] = row.line
-    numbers = list(first_line)
-    existing = set()
-    for start in range(0, len(numbers), 500):
-        existing |= {c.card_no for c in Card.select(Card.card_no)
-                     .where(Card.card_no.in_(numbers[start:start + 500]))}
-    for row in rows:
-        if row.values.get("card_no") in existing:
+        if row.values.get("card_no") in taken_cards:
             row.errors.append(("card_no", f"卡号 {row.values['card_no']} 已存在"))
+    return Preview(rows=rows, create_types=create_types)
 
 
 def run(actor, data, filename="", create_types=False, expected=None):
