@@ -20,6 +20,7 @@ DEFAULTS = {
     "BACKUP_COPY_DIR": "",
     "BACKUP_TIME": "02:00",
     "BACKUP_KEEP": "7,4,12",  # daily, weekly, monthly backups kept
+    "SCHEDULER": True,  # the built-in nightly backup (benchmarks switch it off)
     "DISK_WARN_MB": 1024,  # warn when the data or backup disk has less free space than this
     "RESTARTS": 0,  # set by the supervisor: how often it restarted the server
     "LOGIN_MAX_FAILURES": 5,

@@ -28,11 +28,14 @@ def nightly_backup(app):
         log.exception("daily backup failed")
 
 
-def start(app):
-    """Start the scheduler for this app; the first check runs a few seconds after start."""
+def start(app, first_check_seconds=60):
+    """Start the scheduler for this app; the first check (the catch-up) runs a minute after
+    start, so that the first pages after a start are not slowed by a backup."""
     scheduler = BackgroundScheduler(daemon=True)
-    scheduler.add_job(nightly_backup, "interval", minutes=10, args=(app,), id="nightly_backup",
-                      max_instances=1, coalesce=True,
-                      next_run_time=datetime.datetime.now() + datetime.timedelta(seconds=5))
+    if app.config.get("SCHEDULER", True):
+        scheduler.add_job(nightly_backup, "interval", minutes=10, args=(app,),
+                          id="nightly_backup", max_instances=1, coalesce=True,
+                          next_run_time=datetime.datetime.now()
+                          + datetime.timedelta(seconds=first_check_seconds))
     scheduler.start()
     return scheduler
