@@ -245,3 +245,12 @@ def test_create_admin_from_service_refuses_second_setup(app):
             user_service.create_first_admin(SYSTEM, "boss2", PASSWORD)
 
     _in_db(app, run)
+
+
+def test_session_cookie_flags(client, make_user, auth):
+    """The session cookie is HttpOnly and SameSite=Lax (scripts cannot read it; other sites
+    cannot send it with their forms)."""
+    make_user("ann")
+    resp = auth.login("ann")
+    cookie = next(h for h in resp.headers.getlist("Set-Cookie") if h.startswith("crm_session="))
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
