@@ -107,3 +107,18 @@ def test_api_login_shares_the_lockout(client, make_user):
     resp = client.post("/api/v1/login", json={"username": "ann", "password": PASSWORD})
     assert resp.status_code == 429
     assert resp.get_json()["error"]["code"] == "login_locked"
+
+
+def test_admin_lists_and_revokes_tokens(app, client, api_token):
+    """Admins see the logins in force and end one; that token is refused at once."""
+    boss = api_token("boss", role="admin")
+    ann = api_token("ann")
+    items = client.get("/api/v1/tokens", headers=boss).get_json()["items"]
+    assert {t["username"] for t in items} == {"boss", "ann"}
+    assert client.get("/api/v1/tokens", headers=ann).status_code == 403
+    victim = next(t for t in items if t["username"] == "ann")
+    assert client.delete(f"/api/v1/tokens/{victim['id']}", headers=boss).status_code == 200
+    assert client.get("/api/v1/me", headers=ann).status_code == 401
+    assert client.delete("/api/v1/tokens/99999", headers=boss).status_code == 404
+    assert [t["username"] for t in client.get("/api/v1/tokens",
+                                              headers=boss).get_json()["items"]] == ["boss"]

@@ -145,3 +145,23 @@ def test_audit_viewer_filters(app, client, make_user, auth):
     html = client.get("/admin/audit?action=login.failed").get_data(as_text=True)
     assert "共 1 条" in html
     assert client.get("/admin/audit?start=2026-13-01").status_code == 422
+
+
+def test_admin_ends_a_browser_login_from_the_tokens_page(app, client, make_user, auth):
+    """The tokens page lists browser logins; ending one logs that browser out."""
+    make_user("boss", role="admin")
+    make_user("ann")
+    other = app.test_client()
+    AuthActions(other).login("ann")
+    assert other.get("/").status_code == 200
+    auth.login("boss")
+    html = client.get("/admin/tokens").get_data(as_text=True)
+    assert "浏览器" in html and html.count("<tr><td>") == 2  # ann's login and the admin's own
+    from crm.models import AuthToken
+
+    token_id = _db(app, lambda: AuthToken.select().join(User).where(
+        User.username == "ann").get().id)
+    resp = client.post(f"/admin/tokens/{token_id}/revoke",
+                       data={"csrf_token": csrf_token(client, "/admin/tokens")})
+    assert resp.status_code == 302
+    assert other.get("/").status_code == 302

@@ -108,3 +108,22 @@ def audit_log():
         {"id": r.id, "time": r.created_at.isoformat(" "), "username": r.username, "ip": r.ip,
          "action": r.action, "object_type": r.object_type, "object_id": r.object_id,
          "detail": r.detail} for r in rows])
+
+
+@bp.route("/v1/tokens")
+@admin_required
+def list_tokens():
+    """Logins in force (browser sessions and API tokens), newest first (admin)."""
+    return jsonify(items=[{"id": t.id, "username": t.user.username, "kind": t.kind, "ip": t.ip,
+                           "created_at": t.created_at.isoformat(" "),
+                           "last_used_at": t.last_used_at.isoformat(" "),
+                           "expires_at": t.expires_at.isoformat(" ")}
+                          for t in user_service.live_tokens()])
+
+
+@bp.route("/v1/tokens/<int:token_id>", methods=["DELETE"])
+@admin_required
+def revoke_token(token_id):
+    """End one login now (admin)."""
+    user_service.revoke_token_by_id(actor(), token_id)
+    return jsonify(ok=True)

@@ -313,6 +313,18 @@ PATHS.update({
     },
 })
 
+PATHS.update({
+    "/api/v1/tokens": {
+        "get": {"summary": "正在生效的登录与 API 令牌（管理员）", "operationId": "listTokens",
+                "responses": {"200": _json("TokenList"), **AUTH_ERRORS}},
+    },
+    "/api/v1/tokens/{token_id}": {
+        "parameters": _id_param("token_id"),
+        "delete": {"summary": "立即注销某个登录（管理员）", "operationId": "revokeToken",
+                   "responses": {"200": _json("Ok"), **AUTH_ERRORS, **NOT_FOUND}},
+    },
+})
+
 _TEXT = {"type": "string"}
 _NULLABLE_TEXT = {"type": "string", "nullable": True}
 _CUSTOMER_FIELDS = {
@@ -490,6 +502,12 @@ SCHEMAS.update({
     "AuditList": {"type": "object", "properties": {"total": {"type": "integer"},
                                                    "items": {"type": "array",
                                                              "items": {"type": "object"}}}},
+    "TokenList": {"type": "object", "properties": {"items": {"type": "array", "items": {
+        "type": "object", "properties": {
+            "id": {"type": "integer"}, "username": {"type": "string"},
+            "kind": {"type": "string", "enum": ["web", "api"]}, "ip": {"type": "string"},
+            "created_at": {"type": "string"}, "last_used_at": {"type": "string"},
+            "expires_at": {"type": "string"}}}}}},
     "VerifyReport": {"type": "object", "required": ["ok", "cards_checked", "problems"],
                      "properties": {"ok": {"type": "boolean"},
                                     "cards_checked": {"type": "integer"},

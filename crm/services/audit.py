@@ -34,6 +34,7 @@ ACTIONS = {
     "card.report_lost": "挂失", "card.reissue": "补卡", "card.close": "注销",
     "ledger.reverse": "冲正", "ledger.verify": "账本校验",
     "recharge_rule.create": "新建充值规则", "recharge_rule.retire": "停用充值规则",
+    "token.revoke": "注销登录令牌",
     "backup.create": "备份", "backup.restore": "恢复备份", "export": "导出",
 }
 PER_PAGE = 50

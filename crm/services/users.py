@@ -349,3 +349,21 @@ def change_own_password(actor, old_password, new_password, keep_token=None):
         AuthToken.update(revoked_at=now()).where(others).execute()
         audit.record(actor, "user.change_password", "user", user.id)
     return user
+
+
+def live_tokens():
+    """Logins in force (browser sessions and API tokens), newest first, with their users."""
+    return list(AuthToken.select(AuthToken, User).join(User)
+                .where(AuthToken.revoked_at.is_null() & (AuthToken.expires_at > now()))
+                .order_by(AuthToken.id.desc()))
+
+
+def revoke_token_by_id(actor, token_id):
+    """An admin ends one login (a lost phone, a leaked API token)."""
+    with db.atomic():
+        token = AuthToken.get_or_none(AuthToken.id == token_id)
+        if token is None:
+            raise NotFound("没有这个登录令牌", code="token_not_found")
+        AuthToken.update(revoked_at=now()).where(AuthToken.id == token_id).execute()
+        audit.record(actor, "token.revoke", "auth_token", token_id, user_id=token.user_id,
+                     kind=token.kind)

@@ -101,3 +101,19 @@ def monitor():
     restarts = int(current_app.config.get("RESTARTS", 0))
     return render_template("admin/monitor.html",
                            s=monitor_service.status(current_app.config, restarts))
+
+
+@bp.route("/tokens")
+@admin_required
+def tokens():
+    """Logins in force: browser sessions and API tokens, with a button to end each."""
+    return render_template("admin/tokens.html", tokens=user_service.live_tokens())
+
+
+@bp.route("/tokens/<int:token_id>/revoke", methods=["POST"])
+@admin_required
+def revoke_token(token_id):
+    """End one login now."""
+    user_service.revoke_token_by_id(actor(), token_id)
+    flash("已注销该登录", "success")
+    return redirect(url_for("admin.tokens"))
