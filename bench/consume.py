@@ -85,6 +85,17 @@ def report(label, latencies, errors, seconds):
     return rate, percentile(latencies, 0.99)
 
 
+def run_threads(target, card_ids):
+    """One thread per card running `target(card_id)`; returns the wall time in seconds."""
+    threads = [threading.Thread(target=target, args=(c,)) for c in card_ids]
+    started = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return time.perf_counter() - started
+
+
 def http_load(port, card_ids, seconds):
     """Each client consumes 1.00 from its own card until time is up."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
@@ -118,13 +129,7 @@ def http_load(port, card_ids, seconds):
         with lock:
             latencies.extend(own)
 
-    threads = [threading.Thread(target=client, args=(c,)) for c in card_ids]
-    started = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return latencies, errors, time.perf_counter() - started
+    return latencies, errors, run_threads(client, card_ids)
 
 
 def sql_baseline(url, user_id, card_ids, seconds):
@@ -188,13 +193,7 @@ def sql_baseline(url, user_id, card_ids, seconds):
         with lock:
             latencies.extend(own)
 
-    threads = [threading.Thread(target=worker, args=(c,)) for c in card_ids]
-    started = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return latencies, time.perf_counter() - started
+    return latencies, run_threads(worker, card_ids)
 
 
 def main():

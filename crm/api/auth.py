@@ -5,7 +5,7 @@ from flask_login import current_user
 from crm.api import bp, json_body, text_field
 from crm.errors import ValidationError
 from crm.services import users as user_service
-from crm.web import actor, admin_required, client_ip
+from crm.web import actor, admin_required, client_ip, int_arg, period_arg
 
 
 def user_json(user):
@@ -97,13 +97,12 @@ def change_my_password():
 @admin_required
 def audit_log():
     """The audit log, newest first: username?, action?, start?, end?, page?."""
-    from crm.services import audit, statements
+    from crm.services import audit
 
     args = request.args
-    start, end = statements.parse_period(args.get("start"), args.get("end"), args.get("preset"))
-    page = args.get("page", "1")
+    start, end = period_arg()
     rows, total = audit.search(username=args.get("username", ""), action=args.get("action", ""),
-                               start=start, end=end, page=int(page) if page.isdigit() else 1)
+                               start=start, end=end, page=int_arg("page", 1))
     return jsonify(total=total, items=[
         {"id": r.id, "time": r.created_at.isoformat(" "), "username": r.username, "ip": r.ip,
          "action": r.action, "object_type": r.object_type, "object_id": r.object_id,

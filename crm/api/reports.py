@@ -4,21 +4,15 @@ from flask import Response, current_app, jsonify, request
 from crm.api import bp
 from crm.money import format_fen
 from crm.services import statement_export, statements, stats
-from crm.web import requires
+from crm.web import int_arg, period_arg, requires
 from crm.web.customers import xlsx_response
-
-
-def _period():
-    return statements.parse_period(request.args.get("start"), request.args.get("end"),
-                                   request.args.get("preset"))
 
 
 @bp.route("/v1/customers/<int:customer_id>/statement")
 def customer_statement(customer_id):
     """Entries of all the customer's cards in the period (time order, paged) and the totals."""
-    start, end = _period()
-    page = request.args.get("page", "1")
-    result = statements.statement(customer_id, start, end, page=int(page) if page.isdigit() else 1)
+    start, end = period_arg()
+    result = statements.statement(customer_id, start, end, page=int_arg("page", 1))
     totals = result.totals
     return jsonify(
         customer_id=customer_id, start=start.isoformat(), end=end.isoformat(),
@@ -39,8 +33,7 @@ def customer_statement(customer_id):
 @requires("export")
 def customer_statement_xlsx(customer_id):
     """The statement as Excel."""
-    start, end = _period()
-    statements.customers.get_customer(customer_id)
+    start, end = period_arg()
     data = statement_export.xlsx(current_app.config["SHOP_NAME"], customer_id, start, end)
     return xlsx_response(data, f"statement-{customer_id}-{start}-{end}.xlsx")
 
@@ -49,7 +42,7 @@ def customer_statement_xlsx(customer_id):
 @requires("export")
 def customer_statement_pdf(customer_id):
     """The statement as PDF."""
-    start, end = _period()
+    start, end = period_arg()
     data = statement_export.pdf_bytes(current_app.config["SHOP_NAME"], customer_id, start, end)
     return Response(data, mimetype="application/pdf")
 
@@ -58,7 +51,7 @@ def customer_statement_pdf(customer_id):
 @requires("statistics")
 def dashboard_stats():
     """The dashboard's figures and chart data for a period (amounts in yuan)."""
-    start, end = _period()
+    start, end = period_arg()
     data = stats.dashboard(start, end)
     s = data["summary"]
     money = ("total_recharge", "total_consume", "bonus_given", "outstanding", "outstanding_paid",
@@ -80,8 +73,7 @@ def dashboard_stats():
 def daily_closing():
     """日结: the day's takings by payment method and business type, and the cash due."""
     day = stats.parse_day(request.args.get("day"))
-    operator = request.args.get("operator_id", "")
-    result = stats.closing(day, int(operator) if operator.isdigit() else None)
+    result = stats.closing(day, int_arg("operator_id"))
     return jsonify(day=day.isoformat(), cash=format_fen(result["cash"]),
                    money_in={k: format_fen(v) for k, v in result["money_in"].items()},
                    lines=[{**line, "amount": format_fen(line["amount"])}

@@ -17,7 +17,7 @@ from crm.models import (
     User,
     now,
 )
-from crm.money import check_fen, format_yuan
+from crm.money import check_fen
 from crm.services import audit, validate
 from crm.services.ledger import (
     BUSINESS_TYPES,
@@ -68,14 +68,6 @@ def get_card(card_id):
     if card is None:
         raise NotFound("会员卡不存在", code="card_not_found")
     return card
-
-
-def card_by_no(card_no):
-    """The card with this number, or NotFound."""
-    card = Card.get_or_none(Card.card_no == (card_no or "").strip())
-    if card is None:
-        raise NotFound("会员卡不存在", code="card_not_found")
-    return get_card(card.id)
 
 
 def cards_of(customer_id):
@@ -439,8 +431,3 @@ def counter_search(q, limit=10):
         held.setdefault(card.customer_id, []).append(card)
     return [(customer, held.get(customer.id, [])) for customer in found]
 
-
-def describe(record):
-    """A one-line Chinese description of an entry, for lists and messages."""
-    label = BUSINESS_TYPES.get(record.business_type, record.business_type)
-    return f"{label} {format_yuan(record.amount)}"

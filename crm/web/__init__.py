@@ -51,6 +51,20 @@ def requires(*permissions):
     return decorate
 
 
+def period_arg():
+    """The period in the query string (start, end, preset), checked; web and API alike."""
+    from crm.services import statements
+
+    args = request.args
+    return statements.parse_period(args.get("start"), args.get("end"), args.get("preset"))
+
+
+def int_arg(name, default=None):
+    """A whole-number query parameter; anything else is the default (a hand-edited address)."""
+    value = request.args.get(name, "")
+    return int(value) if value.isdigit() else default
+
+
 def client_ip():
     """The peer's address (no proxy sits in front of waitress on a shop LAN)."""
     return request.remote_addr or ""

@@ -4,7 +4,7 @@ from flask import Blueprint, flash, redirect, render_template, request, url_for
 from crm.errors import CrmError
 from crm.models import User
 from crm.services import users as user_service
-from crm.web import actor, admin_required
+from crm.web import actor, admin_required, int_arg, period_arg
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -78,14 +78,11 @@ def reset_password(user_id):
 def audit_log():
     """The audit log with filters by user, action and period."""
     from crm.services import audit as audit_service
-    from crm.services import statements
 
-    start, end = statements.parse_period(request.args.get("start"), request.args.get("end"),
-                                         request.args.get("preset"))
-    page = request.args.get("page", "1")
+    start, end = period_arg()
     rows, total = audit_service.search(username=request.args.get("username", ""),
                                        action=request.args.get("action", ""), start=start,
-                                       end=end, page=int(page) if page.isdigit() else 1)
+                                       end=end, page=int_arg("page", 1))
     return render_template("admin/audit.html", rows=rows, total=total, start=start, end=end,
                            actions=audit_service.ACTIONS, users=user_service.list_users())
 

@@ -6,20 +6,10 @@ from crm.errors import ValidationError
 from crm.models import User
 from crm.money import format_fen
 from crm.services import cards, excel, ledger, statement_export, statements, stats
-from crm.web import requires
+from crm.web import int_arg, period_arg, requires
 from crm.web.customers import xlsx_response
 
 bp = Blueprint("reports", __name__)
-
-
-def _period():
-    return statements.parse_period(request.args.get("start"), request.args.get("end"),
-                                   request.args.get("preset"))
-
-
-def _page():
-    value = request.args.get("page", "1")
-    return int(value) if value.isdigit() else 1
 
 
 @bp.route("/statements")
@@ -32,8 +22,8 @@ def find():
 @bp.route("/customers/<int:customer_id>/statement")
 def statement(customer_id):
     """The customer's statement for a period: entries in time order, totals, exports."""
-    start, end = _period()
-    result = statements.statement(customer_id, start, end, page=_page())
+    start, end = period_arg()
+    result = statements.statement(customer_id, start, end, page=int_arg("page", 1))
     return render_template("reports/statement.html", st=result, presets=statements.PRESETS,
                            types=ledger.BUSINESS_TYPES, methods=ledger.PAYMENT_METHODS,
                            labels=statement_export.TOTAL_LABELS)
@@ -43,7 +33,7 @@ def statement(customer_id):
 @requires("export")
 def statement_xlsx(customer_id):
     """The statement as Excel."""
-    start, end = _period()
+    start, end = period_arg()
     data = statement_export.xlsx(current_app.config["SHOP_NAME"], customer_id, start, end)
     return xlsx_response(data, f"对账单_{customer_id}_{start}_{end}.xlsx")
 
@@ -52,7 +42,7 @@ def statement_xlsx(customer_id):
 @requires("export")
 def statement_pdf(customer_id):
     """The statement as PDF."""
-    start, end = _period()
+    start, end = period_arg()
     data = statement_export.pdf_bytes(current_app.config["SHOP_NAME"], customer_id, start, end)
     return Response(data, mimetype="application/pdf", headers={
         "Content-Disposition": f"inline; filename=statement-{customer_id}-{start}-{end}.pdf"})
@@ -80,7 +70,7 @@ def _y(fen):
 @requires("statistics")
 def dashboard():
     """统计分析: the period's figures and charts."""
-    start, end = _period()
+    start, end = period_arg()
     data = stats.dashboard(start, end)
     chart_data = {
         "daily": {"labels": [r["day"][5:] for r in data["daily"]],
@@ -103,15 +93,14 @@ def chart_xlsx(chart):
     """One chart's data as Excel."""
     if chart not in CHARTS:
         raise ValidationError("没有这个图表", code="unknown_chart", status=404)
-    start, end = _period()
+    start, end = period_arg()
     title, headers, rows = CHARTS[chart]
     data = excel.write_table(title, headers, rows(stats.dashboard(start, end)))
     return xlsx_response(data, f"{title}_{start}_{end}.xlsx")
 
 
 def _closing_args():
-    operator = request.args.get("operator_id", "")
-    return stats.parse_day(request.args.get("day")), int(operator) if operator.isdigit() else None
+    return stats.parse_day(request.args.get("day")), int_arg("operator_id")
 
 
 @bp.route("/closing")
