@@ -114,3 +114,10 @@ def revoke_token(token_id):
     user_service.revoke_token_by_id(actor(), token_id)
     flash("已注销该登录", "success")
     return redirect(url_for("admin.tokens"))
+
+
+@bp.route("/api-docs")
+@admin_required
+def api_docs():
+    """接口文档: the OpenAPI document in Swagger UI (vendored, under the site's strict CSP)."""
+    return render_template("admin/api_docs.html")
