@@ -19,11 +19,14 @@ setup(
         "fpdf2>=2.8,<3",
         "bcrypt>=4.1,<6",
         "APScheduler>=3.10,<4",
+        "jsonschema>=4.18,<5",
     ],
     extras_require={
         "test": [
             "pytest>=8",
             "playwright>=1.45",
+            "hypothesis>=6.100",
+            "schemathesis>=4.3,<5",
             "ruff>=0.6",
         ],
     },

@@ -5,11 +5,21 @@ from logging.handlers import RotatingFileHandler
 from pathlib import Path
 
 from flask import Flask
+from werkzeug.routing import IntegerConverter
 
 from crm import config as crm_config
 from crm import db as crm_db
 
 __version__ = "0.1.0"
+
+
+class IdConverter(IntegerConverter):
+    """`<int:...>` in every route: at most 10 digits, so a huge number is no page (404) rather
+    than an overflow in the database driver (500). A length limit in the pattern, not a `max`
+    check after matching, because werkzeug answers a failed converter check with a false 405
+    when two rules share the path."""
+
+    regex = r"\d{1,10}"
 
 
 def create_app(test_config=None):
@@ -21,6 +31,7 @@ def create_app(test_config=None):
         template_folder=str(crm_config.PROJECT_ROOT / "templates"),
         static_folder=str(crm_config.PROJECT_ROOT / "static"),
     )
+    app.url_map.converters["int"] = IdConverter
     app.config.from_mapping(crm_config.load(folder, test_config))
     app.config.update(
         SESSION_COOKIE_HTTPONLY=True,

@@ -4,6 +4,7 @@ import re
 from pathlib import Path
 
 import pytest
+from werkzeug.routing import IntegerConverter
 
 from crm.api import PUBLIC_ENDPOINTS as API_PUBLIC
 from crm.services import users as user_service
@@ -32,7 +33,7 @@ def routes(app):
     for rule in sorted(app.url_map.iter_rules(), key=lambda r: r.rule):
         if rule.endpoint == "static" or rule.endpoint.endswith("logout"):
             continue
-        values = {a: PLACEHOLDERS["int"] if "Integer" in type(rule._converters[a]).__name__
+        values = {a: PLACEHOLDERS["int"] if isinstance(rule._converters[a], IntegerConverter)
                   else PLACEHOLDERS["default"] for a in rule.arguments}
         url = rule.build(values, append_unknown=False)[1]
         pattern = re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule)

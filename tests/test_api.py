@@ -89,7 +89,7 @@ def test_admin_creates_users(app, client, api_token):
     assert again.status_code == 409
     assert again.get_json()["error"]["code"] == "username_taken"
     for body, code in (({"username": "bob", "password": PASSWORD, "role": "root"}, "invalid_role"),
-                       ({"username": "bob", "password": "short"}, "weak_password"),
+                       ({"username": "bob", "password": "short"}, "invalid_password"),
                        ({"username": "b", "password": PASSWORD}, "invalid_username"),
                        ({"username": "bob", "password": PASSWORD, "role": 1}, "invalid_type")):
         resp = client.post("/api/v1/users", headers=headers, json=body)

@@ -1,5 +1,6 @@
 """Every URL: login required (web redirect, API 401), admin URLs refused to operators (403)."""
 import pytest
+from werkzeug.routing import IntegerConverter
 
 from crm.api import PUBLIC_ENDPOINTS as API_PUBLIC
 from crm.web import PUBLIC_ENDPOINTS as WEB_PUBLIC
@@ -12,7 +13,7 @@ METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 def _routes(app):
     """(endpoint, url, method) for every rule, with placeholder values for its arguments."""
     for rule in app.url_map.iter_rules():
-        values = {arg: 1 if "int" in str(rule._converters.get(arg, "")).lower() else "x"
+        values = {arg: 1 if isinstance(rule._converters.get(arg), IntegerConverter) else "x"
                   for arg in rule.arguments}
         url = rule.build(values, append_unknown=False)[1] if rule.arguments else rule.rule
         for method in sorted(rule.methods & set(METHODS)):

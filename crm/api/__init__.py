@@ -1,9 +1,10 @@
 """The JSON API under /api/v1: bearer-token auth, JSON errors, the OpenAPI document."""
-from flask import Blueprint, request
+from flask import Blueprint, current_app, request
 from flask_login import current_user
 
+from crm.api import contract
 from crm.errors import AuthError, ValidationError
-from crm.web import csrf, login_manager
+from crm.web import authorize_view, csrf, login_manager
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
@@ -26,10 +27,13 @@ def _load_api_user(req):
 
 @bp.before_request
 def _require_token():
-    if request.endpoint in PUBLIC_ENDPOINTS or request.endpoint is None:
+    if request.endpoint is None:
         return
-    if not current_user.is_authenticated:
+    if request.endpoint not in PUBLIC_ENDPOINTS and not current_user.is_authenticated:
         raise AuthError("请先登录（缺少或无效的令牌）", code="unauthorized")
+    if request.endpoint not in PUBLIC_ENDPOINTS:
+        authorize_view(current_app.view_functions[request.endpoint])
+    contract.enforce()
 
 
 def json_body():

@@ -4,7 +4,7 @@ from flask import jsonify, request
 
 from crm.api import bp, json_body, text_field
 from crm.money import format_fen, parse_amount, parse_optional
-from crm.services import cards, ledger, recharge_rules
+from crm.services import cards, customers, ledger, recharge_rules
 from crm.web import actor, admin_required, requires
 
 
@@ -49,7 +49,8 @@ def _bonus(data):
 
 @bp.route("/v1/customers/<int:customer_id>/cards")
 def list_customer_cards(customer_id):
-    """A customer's cards."""
+    """A customer's cards (404 for a customer that does not exist, not an empty list)."""
+    customers.get_customer(customer_id)
     return jsonify(items=[card_json(c) for c in cards.cards_of(customer_id)])
 
 

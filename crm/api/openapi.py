@@ -28,8 +28,15 @@ NOT_FOUND = {"404": _error("对象不存在")}
 _TEXT_SCHEMA = {"type": "string"}
 
 
+# Ids are 32-bit: the app's URL converter refuses larger numbers (404) instead of overflowing
+# the database driver.
+MAX_ID = 2**31 - 1
+_ID = {"type": "integer", "minimum": 1, "maximum": MAX_ID}
+_PAGE = {"type": "integer", "minimum": 1, "maximum": 100000}
+
+
 def _id_param(name):
-    return [{"name": name, "in": "path", "required": True, "schema": {"type": "integer"}}]
+    return [{"name": name, "in": "path", "required": True, "schema": _ID}]
 
 
 def _query(name, schema, description):
@@ -85,12 +92,12 @@ PATHS = {
         "get": {"summary": "查找客户（每页 20 条，含总数）", "operationId": "listCustomers",
                 "parameters": [
                     _query("q", {"type": "string", "maxLength": 50}, "姓名、电话的任意一段或客户编号"),
-                    _query("type_id", {"type": "integer"}, "客户类型"),
+                    _query("type_id", _ID, "客户类型"),
                     _query("archived", {"type": "string", "enum": ["0", "1", "all"]},
                            "0 正常（默认）、1 已归档、all 全部"),
                     _query("sort", {"type": "string", "enum": ["created", "name", "last_visit"]},
                            "排序"),
-                    _query("page", {"type": "integer", "minimum": 1}, "页码"),
+                    _query("page", _PAGE, "页码"),
                 ],
                 "responses": {"200": _json("CustomerList"), **AUTH_ERRORS}},
         "post": {"summary": "新建客户", "operationId": "createCustomer",
@@ -232,7 +239,7 @@ PATHS.update({
         "parameters": _id_param("customer_id"),
         "get": {"summary": "客户对账单：期间内所有卡的全部流水（按时间，分页）和合计",
                 "operationId": "customerStatement",
-                "parameters": [*_PERIOD, _query("page", {"type": "integer", "minimum": 1}, "页码")],
+                "parameters": [*_PERIOD, _query("page", _PAGE, "页码")],
                 "responses": {"200": _json("Statement"), **_PERIOD_ERRORS}},
     },
     "/api/v1/customers/{customer_id}/statement.xlsx": {
@@ -257,7 +264,7 @@ PATHS.update({
         "get": {"summary": "日结 / 交班：当天按支付方式的收款、各业务合计、钱箱应有现金",
                 "operationId": "dailyClosing",
                 "parameters": [_query("day", {"type": "string", "format": "date"}, "日期，默认今天"),
-                               _query("operator_id", {"type": "integer"}, "只看某位操作员")],
+                               _query("operator_id", _ID, "只看某位操作员")],
                 "responses": {"200": _json("Closing"), **AUTH_ERRORS,
                               "422": _error("日期格式不正确")}},
     },
@@ -307,7 +314,7 @@ PATHS.update({
         "get": {"summary": "操作日志（管理员）", "operationId": "auditLog",
                 "parameters": [*_PERIOD, _query("username", _TEXT_SCHEMA, "用户名"),
                                _query("action", _TEXT_SCHEMA, "操作"),
-                               _query("page", {"type": "integer", "minimum": 1}, "页码")],
+                               _query("page", _PAGE, "页码")],
                 "responses": {"200": _json("AuditList"), **AUTH_ERRORS,
                               "422": _error("日期不正确")}},
     },
@@ -330,7 +337,7 @@ _NULLABLE_TEXT = {"type": "string", "nullable": True}
 _CUSTOMER_FIELDS = {
     "name": {"type": "string", "maxLength": 50}, "gender": {"type": "string", "enum": ["男", "女", "未知"]},
     "phone": {"type": "string", "maxLength": 20}, "address": {"type": "string", "maxLength": 200},
-    "type_id": {"type": "integer", "nullable": True},
+    "type_id": {**_ID, "nullable": True},
     "birthday": {"type": "string", "format": "date", "nullable": True},
     "remark": {"type": "string", "maxLength": 500},
 }
@@ -428,7 +435,7 @@ SCHEMAS.update({
         "remark": {"type": "string", "maxLength": 200}}},
     "Consume": {"type": "object", "required": ["amount"], "properties": {
         "amount": _AMOUNT_IN, "remark": {"type": "string", "maxLength": 200},
-        "customer_id": {"type": "integer"}}},
+        "customer_id": _ID}},
     "Reason": {"type": "object", "required": ["reason"],
                "properties": {"reason": {"type": "string", "minLength": 1, "maxLength": 200}}},
     "Reissue": {"type": "object", "required": ["reason"], "properties": {
@@ -516,6 +523,29 @@ SCHEMAS.update({
 })
 
 
+def _contract_errors(paths):
+    """Every operation also documents the refusals of crm.api.contract, which checks each
+    request against this document: 422 for a bad parameter or field, 400 for a body that is not
+    a JSON object or a missing header, 404 for a path id that is not a number."""
+    out = {}
+    for path, item in paths.items():
+        out[path] = dict(item)
+        for method, operation in item.items():
+            if method == "parameters":
+                continue
+            parameters = [*item.get("parameters", []), *operation.get("parameters", [])]
+            extra = {}
+            if any(p["in"] == "path" for p in parameters):
+                extra["404"] = _error("对象不存在")
+            if any(p["in"] == "query" for p in parameters) or "requestBody" in operation:
+                extra["422"] = _error("参数或字段不符合接口文档")
+            if any(p["in"] == "header" for p in parameters) or "requestBody" in operation:
+                extra["400"] = _error("请求体不是 JSON 对象，或缺少请求头")
+            out[path][method] = {**operation,
+                                 "responses": {**extra, **operation["responses"]}}
+    return out
+
+
 def document():
     """The whole OpenAPI document as a dict."""
     return {
@@ -523,7 +553,7 @@ def document():
         "info": {"title": "客户关系管理系统 API", "version": __version__,
                  "description": "金额一律为两位小数的人民币元字符串（如 \"100.00\"）；"
                                 "错误统一为 {\"error\": {\"code\", \"message\"}}。"},
-        "paths": PATHS,
+        "paths": _contract_errors(PATHS),
         "components": {
             "schemas": SCHEMAS,
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},

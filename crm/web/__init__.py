@@ -2,7 +2,7 @@
 import functools
 import uuid
 
-from flask import flash, g, jsonify, redirect, render_template, request, url_for
+from flask import flash, g, jsonify, make_response, redirect, render_template, request, url_for
 from flask_login import LoginManager, current_user
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from peewee import InterfaceError, OperationalError
@@ -23,12 +23,25 @@ CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' 
        "frame-ancestors 'none'")
 
 
+def _authorize(role=None, permissions=()):
+    if role:
+        user_service.require_role(current_user, role)
+    for permission in permissions:
+        user_service.require_permission(current_user, permission)
+
+
+def authorize_view(view):
+    """Check the current user against a view's marks, before the view runs (the API checks
+    access this way before it checks the request against its document)."""
+    _authorize(getattr(view, "required_role", None), getattr(view, "required_permissions", ()))
+
+
 def admin_required(view):
     """Only admins may use this view; others get 403. The mark lets tests find every admin view."""
 
     @functools.wraps(view)
     def wrapped(*args, **kwargs):
-        user_service.require_role(current_user, "admin")
+        _authorize(role="admin")
         return view(*args, **kwargs)
 
     wrapped.required_role = "admin"
@@ -41,8 +54,7 @@ def requires(*permissions):
     def decorate(view):
         @functools.wraps(view)
         def wrapped(*args, **kwargs):
-            for permission in permissions:
-                user_service.require_permission(current_user, permission)
+            _authorize(permissions=permissions)
             return view(*args, **kwargs)
 
         wrapped.required_permissions = permissions
@@ -142,7 +154,7 @@ def init_app(app):
 
     for status, (code, message) in HTTP_ERRORS.items():
         app.register_error_handler(
-            status, lambda error, s=status, c=code, m=message: error_response(m, s, c))
+            status, lambda error, s=status, c=code, m=message: _http_error(error, s, c, m))
 
     @app.errorhandler(OperationalError)
     @app.errorhandler(InterfaceError)
@@ -173,6 +185,15 @@ HTTP_ERRORS = {
     413: ("too_large", "上传的内容太大"),
     500: ("server_error", "系统出错了，请稍后重试；如果一再出现，请联系管理员"),
 }
+
+
+def _http_error(error, status, code, message):
+    """Werkzeug's HTTP errors in our format, keeping the headers HTTP requires (a 405's Allow)."""
+    response = make_response(error_response(message, status, code))
+    valid_methods = getattr(error, "valid_methods", None)
+    if valid_methods:
+        response.headers["Allow"] = ", ".join(sorted(valid_methods))
+    return response
 
 
 def error_response(message, status, code):
