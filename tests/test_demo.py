@@ -6,7 +6,8 @@ from tests.ledger_helpers import make_shop
 
 def test_seed_bulk_makes_a_verifiable_ledger(app):
     """100 customers, 3,000 entries (one customer with 800): every chain verifies, balances are
-    the sums of entries, consume records match, and normal work carries on after it."""
+    the sums of entries, consume records match (reversals included), and normal work carries on
+    after it."""
     shop = make_shop(app)
 
     def seed():
@@ -20,9 +21,11 @@ def test_seed_bulk_makes_a_verifiable_ledger(app):
     heavy = shop.do(lambda: Card.select().order_by(Card.id).first())
     assert heavy.entry_count == 800
     sales = shop.do(lambda: ConsumeRecord.select().count())
-    consumes = shop.do(lambda: CardRecord.select().where(CardRecord.business_type == "consume")
-                       .count())
-    assert sales == consumes > 0
+    consumes = shop.do(lambda: CardRecord.select().where(
+        CardRecord.business_type.in_(("consume", "reversal"))).count())
+    reversals = shop.do(lambda: CardRecord.select().where(CardRecord.reverses.is_null(False))
+                        .count())
+    assert sales == consumes > 0 and reversals > 0  # some sales were undone (冲正)
     assert shop.do(lambda: Card.select().where(Card.money < 0).count()) == 0
     created = shop.do(lambda: customers.create_customer(
         shop.operator, {"name": "新客", "phone": "18899990000"}))

@@ -80,24 +80,28 @@ def _card_history(rng, card_id, customer_id, operator_id, count, times, first_id
             charge = min(paid + bonus, rng.randrange(500, 8000))
             from_paid = min(paid, charge)
             lines = [("consume", -from_paid, -(charge - from_paid), "")]
+            if rng.random() < 0.02:  # now and then a sale is undone at the counter (冲正)
+                lines.append(("reversal", from_paid, charge - from_paid, ""))
         for kind, paid_delta, bonus_delta, method in lines:
             if len(records) == count:
                 break
             paid += paid_delta
             bonus += bonus_delta
+            reverses = records[-1]["id"] if kind == "reversal" else None
             entry = {"card": card_id, "customer": customer_id, "seq": len(records) + 1,
                      "business_type": kind, "amount": paid_delta + bonus_delta,
                      "paid_delta": paid_delta, "bonus_delta": bonus_delta,
                      "balance_after": paid + bonus, "paid_after": paid, "bonus_after": bonus,
-                     "payment_method": method, "reverses": None, "operator": operator_id,
-                     "request_id": "", "remark": "", "created_at": when, "prev_hash": head}
+                     "payment_method": method, "reverses": reverses, "operator": operator_id,
+                     "request_id": "", "remark": f"冲正 #{reverses}：顾客退单" if reverses else "",
+                     "created_at": when, "prev_hash": head}
             entry["hash"] = head = ledger.seal(entry, head)
             entry["id"] = first_id + len(records)
             records.append(entry)
-            if kind == "consume":
+            if kind in ("consume", "reversal"):  # a reversal's sale row is the negative one
                 sales.append((card_id, customer_id, entry["id"], -entry["amount"], None,
-                              -entry["amount"], entry["balance_after"], operator_id, "", "",
-                              _text(when)))
+                              -entry["amount"], entry["balance_after"], operator_id, "",
+                              entry["remark"], _text(when)))
     card = {"money": paid + bonus, "paid_money": paid, "bonus_money": bonus,
             "entry_count": len(records), "chain_head": head}
     return records, sales, card
@@ -178,8 +182,9 @@ def seed_bulk(database, operator, customers=1000, entries=10000, heavy=(), seed=
             batch["record"].append((r["id"], r["card"], r["customer"], r["seq"],
                                     r["business_type"], r["amount"], r["paid_delta"],
                                     r["bonus_delta"], r["balance_after"], r["paid_after"],
-                                    r["bonus_after"], r["payment_method"], None, r["operator"],
-                                    "", "", _text(r["created_at"]), r["prev_hash"], r["hash"]))
+                                    r["bonus_after"], r["payment_method"], r["reverses"],
+                                    r["operator"], "", r["remark"], _text(r["created_at"]),
+                                    r["prev_hash"], r["hash"]))
         batch["sale"].extend(sales)
         made += len(records)
         if len(batch["record"]) >= 20000 or len(batch["customer"]) >= 5000:
