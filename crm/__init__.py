@@ -51,10 +51,11 @@ def create_app(test_config=None):
 
     crm_db.init_app(app)
 
-    from crm.services import ledger, users
+    from crm.services import ledger, stats, users
 
     users.configure(app.config)
     ledger.configure(app.config)
+    stats.configure(app.config)
 
     from crm import web
 

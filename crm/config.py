@@ -32,6 +32,7 @@ DEFAULTS = {
     "CONSUME_ORDER": "paid_first",  # or bonus_first: which part of a card a consumption draws first
     "SETUP_CODE": "",  # empty: a random one-time code printed to the console
     "LOG_LEVEL": "INFO",
+    "STATS_CACHE_SECONDS": 30,  # the dashboard's figures are recomputed at most this often
 }
 
 # Settings that are made once per instance and must never be shared between shops.

@@ -186,6 +186,7 @@ def app(database_url, tmp_path):
         "INSTANCE_PATH": str(tmp_path / "instance"),
         "DATABASE_URL": database_url,
         "BCRYPT_ROUNDS": 4,  # production uses 12; tests only need real hashes, fast
+        "STATS_CACHE_SECONDS": 0,  # tests check figures right after posting; the cache has its own
         "OPEN_BROWSER": False,
     })
     yield app

@@ -148,3 +148,46 @@ def test_charts_render_offline(page, known, tmp_path):
     if os.environ.get("CRM_KEEP_SCREENSHOTS"):
         page.screenshot(path=os.environ["CRM_KEEP_SCREENSHOTS"] + "/dashboard.png", full_page=True)
     assert (tmp_path / "dashboard.png").stat().st_size > 20000
+
+
+def test_dashboard_figures_are_reused_for_the_cache_time(app):
+    """With STATS_CACHE_SECONDS set, a second look within the time reuses the figures (a sale
+    in between does not show yet, and the page says when they were computed); after the time
+    they are recomputed; 50 threads asking at once compute them once."""
+    import threading
+    import time
+
+    shop = make_shop(app)
+    card_id = shop.open_card(amount=10000, bonus=0)
+    today = datetime.date.today()
+    try:
+        stats.configure({"STATS_CACHE_SECONDS": 0.5})
+        first = shop.do(lambda: stats.dashboard(today, today))
+        shop.do(lambda: cards.consume(shop.operator, card_id, key(), 500))
+        assert shop.do(lambda: stats.dashboard(today, today)) is first
+        time.sleep(0.6)
+        fresh = shop.do(lambda: stats.dashboard(today, today))
+        assert fresh["summary"]["total_consume"] == first["summary"]["total_consume"] + 500
+        assert fresh["as_of"] >= first["as_of"]
+
+        stats.configure({"STATS_CACHE_SECONDS": 30})
+        computed, real = [], stats._figures
+
+        def counting(start, end):
+            computed.append(1)
+            time.sleep(0.2)  # a slow computation: the others must wait for it, not repeat it
+            return real(start, end)
+
+        stats._figures = counting
+        answers = []
+        threads = [threading.Thread(target=lambda: answers.append(
+            shop.do(lambda: stats.dashboard(today, today)))) for _ in range(50)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert len(computed) == 1 and len(answers) == 50
+        assert all(a is answers[0] for a in answers)
+    finally:
+        stats._figures = real if "real" in locals() else stats._figures
+        stats.configure({"STATS_CACHE_SECONDS": 0})
