@@ -36,7 +36,7 @@ def test_hostile_bodies_never_give_a_server_error(app, client):
     components = doc["components"]["schemas"]
     ids = {"customer_id": shop.customer_id, "card_id": card_id, "type_id": 1, "record_id": 1,
            "user_id": shop.operator.user.id, "rule_id": 1, "token_id": 999999,
-           "name": "crm-backup-20000101-000000-manual.zip"}
+           "name": "crm-backup-20000101-000000-manual.zip", "chart": "daily"}
     sent = 0
     for path, operations in doc["paths"].items():
         if path in ("/api/v1/login", "/api/v1/me/password", "/api/v1/logout"):

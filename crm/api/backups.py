@@ -1,7 +1,8 @@
-"""API: backups (admin)."""
-from flask import current_app, jsonify
+"""API: backups and the monitoring status (admin)."""
+from flask import current_app, jsonify, request, send_file
 
 from crm.api import bp, json_body, text_field
+from crm.money import format_fen
 from crm.services import backups
 from crm.web import actor, admin_required
 from crm.web.backups import folder, restore_with_confirmation
@@ -23,6 +24,25 @@ def create_backup():
     return jsonify(info), 201
 
 
+@bp.route("/v1/backups/<name>/download")
+@admin_required
+def download_backup(name):
+    """The backup file itself (a backup's name only, never a path)."""
+    return send_file(backups.path_of(folder(), name), as_attachment=True, download_name=name,
+                     mimetype="application/zip")
+
+
+@bp.route("/v1/backups/upload", methods=["POST"])
+@admin_required
+def upload_backup():
+    """Bring in a backup file (multipart field `file`): kept under a name of our own, then
+    checked; the answer is its entry of the backup list (verified or not, with the problems)."""
+    upload = request.files.get("file")
+    name, _ = backups.receive_upload(folder(), upload.filename if upload else "",
+                                     upload.read() if upload else b"")
+    return jsonify(backups.describe(backups.path_of(folder(), name))), 201
+
+
 @bp.route("/v1/backups/<name>/restore", methods=["POST"])
 @admin_required
 def restore_backup(name):
@@ -31,3 +51,25 @@ def restore_backup(name):
     result = restore_with_confirmation(name, text_field(data, "confirm"),
                                        text_field(data, "recovery_key", required=False))
     return jsonify(result)
+
+
+@bp.route("/v1/monitor")
+@admin_required
+def monitor():
+    """数据监控: database, durability, counts, today's entries, backups, ledger check, disks."""
+    from crm.services import monitor as monitor_service
+
+    s = monitor_service.status(current_app.config)
+    last_check = s["last_check"]
+    return jsonify(
+        database=s["database"], version=str(s["version"]), size=s["size"], durable=s["durable"],
+        durability_setting=s["durability_setting"], counts=s["counts"],
+        today_entries=s["today_entries"], today_net=format_fen(s["today_net_fen"]),
+        outstanding=format_fen(s["outstanding_fen"]), last_backup=s["last_backup"],
+        next_backup=s["next_backup"],
+        last_check=({**last_check[1], "time": last_check[0].isoformat(" ")}
+                    if last_check else None),
+        disks=[{"label": label, "path": path, "free": free}
+               for label, (path, free) in s["disks"].items()],
+        app_version=s["app_version"], uptime=s["uptime"], restarts=s["restarts"],
+        problems=s["problems"])

@@ -1,10 +1,10 @@
 """API: cards and money. Amounts are yuan strings with two decimals; every money call needs an
 Idempotency-Key header."""
-from flask import jsonify, request
+from flask import Response, current_app, jsonify, request
 
 from crm.api import bp, json_body, text_field
 from crm.money import format_fen, parse_amount, parse_optional
-from crm.services import cards, customers, ledger, recharge_rules
+from crm.services import cards, customers, ledger, receipts, recharge_rules
 from crm.web import actor, admin_required, requires
 
 
@@ -161,6 +161,24 @@ def reverse(record_id):
     data = json_body()
     result = cards.reverse(actor(), record_id, _key(), text_field(data, "reason"))
     return jsonify(result_json(result)), 201
+
+
+@bp.route("/v1/records/<int:record_id>/receipt")
+def receipt(record_id):
+    """消费凭证: what the receipt of a consumption (or its reversal) shows."""
+    facts = receipts.receipt(record_id)
+    money = ("original_amount", "amount", "balance")
+    return jsonify({**{k: (format_fen(v) if k in money else v) for k, v in facts.items()},
+                    "time": facts["time"].isoformat(" "),
+                    "shop_name": current_app.config["SHOP_NAME"]})
+
+
+@bp.route("/v1/records/<int:record_id>/receipt.pdf")
+def receipt_pdf(record_id):
+    """The receipt as an 80 mm wide PDF."""
+    data = receipts.receipt_pdf(record_id, current_app.config["SHOP_NAME"])
+    return Response(data, mimetype="application/pdf",
+                    headers={"Content-Disposition": f"inline; filename=receipt-{record_id}.pdf"})
 
 
 @bp.route("/v1/recharge-rules")

@@ -5,6 +5,7 @@ from crm.api import bp, json_body
 from crm.errors import ValidationError
 from crm.services import customer_import, customer_types, customers
 from crm.web import actor, admin_required, requires
+from crm.web.customers import xlsx_response
 
 
 def type_json(ctype):
@@ -62,6 +63,21 @@ def list_customers():
     rows, total = customers.search(**filters)
     return jsonify(items=[customer_json(c) for c in rows], total=total, page=filters["page"],
                    per_page=customers.PER_PAGE)
+
+
+@bp.route("/v1/customers/export.xlsx")
+@requires("export")
+def export_customers():
+    """Every customer under the list's filters (q, type_id, archived, sort; all pages) as Excel."""
+    data = customers.export_xlsx(customers.parse_filters(request.args))
+    return xlsx_response(data, customers.EXPORT_FILENAME)
+
+
+@bp.route("/v1/customers/import/template.xlsx")
+@requires("edit_customers")
+def customer_import_template():
+    """The blank Excel template for POST /v1/customers/import."""
+    return xlsx_response(customer_import.template(), customer_import.TEMPLATE_FILENAME)
 
 
 @bp.route("/v1/customers", methods=["POST"])

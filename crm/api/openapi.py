@@ -3,6 +3,7 @@ from flask import jsonify
 
 from crm import __version__
 from crm.api import bp
+from crm.services import stats
 
 
 def _error(description):
@@ -42,6 +43,23 @@ def _id_param(name):
 def _query(name, schema, description):
     return {"name": name, "in": "query", "required": False, "schema": schema,
             "description": description}
+
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+
+def _binary(media, description="文件"):
+    """A file answer (Excel, PDF, zip): the bytes, with their content type."""
+    return {"description": description,
+            "content": {media: {"schema": {"type": "string", "format": "binary"}}}}
+
+
+# The customer list's filters: GET /customers and its Excel export take the same ones.
+_CUSTOMER_FILTERS = [
+    _query("q", {"type": "string", "maxLength": 50}, "姓名、电话的任意一段或客户编号"),
+    _query("type_id", _ID, "客户类型"),
+    _query("archived", {"type": "string", "enum": ["0", "1", "all"]}, "0 正常（默认）、1 已归档、all 全部"),
+    _query("sort", {"type": "string", "enum": ["created", "name", "last_visit"]}, "排序"),
+]
 
 PATHS = {
     "/api/v1/login": {
@@ -90,15 +108,7 @@ PATHS = {
     },
     "/api/v1/customers": {
         "get": {"summary": "查找客户（每页 20 条，含总数）", "operationId": "listCustomers",
-                "parameters": [
-                    _query("q", {"type": "string", "maxLength": 50}, "姓名、电话的任意一段或客户编号"),
-                    _query("type_id", _ID, "客户类型"),
-                    _query("archived", {"type": "string", "enum": ["0", "1", "all"]},
-                           "0 正常（默认）、1 已归档、all 全部"),
-                    _query("sort", {"type": "string", "enum": ["created", "name", "last_visit"]},
-                           "排序"),
-                    _query("page", _PAGE, "页码"),
-                ],
+                "parameters": [*_CUSTOMER_FILTERS, _query("page", _PAGE, "页码")],
                 "responses": {"200": _json("CustomerList"), **AUTH_ERRORS}},
         "post": {"summary": "新建客户", "operationId": "createCustomer",
                  "requestBody": _body("CustomerInput"),
@@ -224,6 +234,8 @@ _PERIOD = [_query("start", {"type": "string", "format": "date"}, "开始日期 Y
            _query("end", {"type": "string", "format": "date"}, "结束日期 YYYY-MM-DD（含当天，默认今天）"),
            _query("preset", {"type": "string", "enum": ["today", "week", "month", "last_month"]},
                   "常用期间")]
+_CLOSING = [_query("day", {"type": "string", "format": "date"}, "日期，默认今天"),
+            _query("operator_id", _ID, "只看某位操作员")]
 _PERIOD_ERRORS = {**AUTH_ERRORS, **NOT_FOUND,
                   "422": _error("日期格式不正确、结束早于开始、或期间超过 5 年")}
 
@@ -263,10 +275,73 @@ PATHS.update({
     "/api/v1/closing": {
         "get": {"summary": "日结 / 交班：当天按支付方式的收款、各业务合计、钱箱应有现金",
                 "operationId": "dailyClosing",
-                "parameters": [_query("day", {"type": "string", "format": "date"}, "日期，默认今天"),
-                               _query("operator_id", _ID, "只看某位操作员")],
+                "parameters": _CLOSING,
                 "responses": {"200": _json("Closing"), **AUTH_ERRORS,
                               "422": _error("日期格式不正确")}},
+    },
+})
+
+# Every function of the web pages has its call: the exports, the receipt, monitoring, backup files.
+PATHS.update({
+    "/api/v1/customers/export.xlsx": {
+        "get": {"summary": "客户名单 Excel（与查找客户相同的筛选，不分页）", "operationId": "exportCustomers",
+                "parameters": _CUSTOMER_FILTERS,
+                "responses": {"200": _binary(XLSX, "客户名单"), **AUTH_ERRORS}},
+    },
+    "/api/v1/customers/import/template.xlsx": {
+        "get": {"summary": "客户导入模板 Excel", "operationId": "customerImportTemplate",
+                "responses": {"200": _binary(XLSX, "空白导入模板"), **AUTH_ERRORS}},
+    },
+    "/api/v1/records/{record_id}/receipt": {
+        "parameters": _id_param("record_id"),
+        "get": {"summary": "消费凭证：一笔消费（或其冲正）的凭证内容", "operationId": "receipt",
+                "responses": {"200": _json("Receipt"), **AUTH_ERRORS,
+                              "404": _error("没有这笔消费记录")}},
+    },
+    "/api/v1/records/{record_id}/receipt.pdf": {
+        "parameters": _id_param("record_id"),
+        "get": {"summary": "消费凭证 PDF（80 mm 小票）", "operationId": "receiptPdf",
+                "responses": {"200": _binary("application/pdf", "凭证"), **AUTH_ERRORS,
+                              "404": _error("没有这笔消费记录")}},
+    },
+    "/api/v1/closing.xlsx": {
+        "get": {"summary": "日结 Excel（参数同日结）", "operationId": "dailyClosingXlsx",
+                "parameters": _CLOSING,
+                "responses": {"200": _binary(XLSX, "日结"), **AUTH_ERRORS,
+                              "422": _error("日期格式不正确")}},
+    },
+    "/api/v1/stats/{chart}.xlsx": {
+        "parameters": [{"name": "chart", "in": "path", "required": True,
+                        "schema": {"type": "string", "enum": list(stats.CHARTS)},
+                        "description": "daily 每日充值与消费、by_type 各客户类型消费、"
+                                       "top 消费前十的客户、activity 客户活跃度"}],
+        "get": {"summary": "统计图表的数据 Excel", "operationId": "chartXlsx", "parameters": _PERIOD,
+                "responses": {"200": _binary(XLSX, "图表数据"), **AUTH_ERRORS,
+                              "404": _error("没有这个图表"),
+                              "422": _error("日期格式不正确、结束早于开始、或期间超过 5 年")}},
+    },
+    "/api/v1/monitor": {
+        "get": {"summary": "数据监控（管理员）：数据库、断电保护、备份、账本校验、磁盘、运行时间",
+                "operationId": "monitor",
+                "responses": {"200": _json("Monitor"), **AUTH_ERRORS}},
+    },
+    "/api/v1/backups/{name}/download": {
+        "parameters": [{"name": "name", "in": "path", "required": True,
+                        "schema": {"type": "string"},
+                        "description": "备份文件名（备份列表中的 name），不是路径"}],
+        "get": {"summary": "下载备份文件（管理员）", "operationId": "downloadBackup",
+                "responses": {"200": _binary("application/zip", "备份文件"), **AUTH_ERRORS,
+                              "404": _error("没有这个备份"), "422": _error("备份文件名不正确")}},
+    },
+    "/api/v1/backups/upload": {
+        "post": {"summary": "上传备份文件（管理员）：以系统自己的文件名保存并核对，之后可以恢复",
+                 "operationId": "uploadBackup",
+                 "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+                     "type": "object", "required": ["file"],
+                     "properties": {"file": {"type": "string", "format": "binary"}}}}}},
+                 "responses": {"201": _json("Backup", "已保存（verified 表示是否通过核对）"),
+                               **AUTH_ERRORS, "413": _error("文件太大"),
+                               "422": _error("没有文件、不是备份文件或无法读取")}},
     },
 })
 
@@ -478,6 +553,7 @@ SCHEMAS.update({
                   "active_customers": {"type": "integer"}, "new_customers": {"type": "integer"},
                   "visits": {"type": "integer"}, "repurchase_rate": {"type": "number"},
                   "start": _TEXT, "end": _TEXT,
+                  "as_of": {"type": "string", "description": "统计时刻（最多缓存 STATS_CACHE_SECONDS 秒）"},
                   "daily": {"type": "array", "items": {"type": "object"}},
                   "by_type": {"type": "array", "items": {"type": "object"}},
                   "top": {"type": "array", "items": {"type": "object"}},
@@ -515,12 +591,38 @@ SCHEMAS.update({
             "kind": {"type": "string", "enum": ["web", "api"]}, "ip": {"type": "string"},
             "created_at": {"type": "string"}, "last_used_at": {"type": "string"},
             "expires_at": {"type": "string"}}}}}},
+    "Receipt": {"type": "object", "required": ["record_id", "time", "card_no", "amount", "balance"],
+                "properties": {
+                    "record_id": {"type": "integer"}, "shop_name": _TEXT, "time": _TEXT,
+                    "customer_id": {"type": "integer"}, "customer_no": _TEXT,
+                    "customer_name": _TEXT, "card_id": {"type": "integer"}, "card_no": _TEXT,
+                    "original_amount": _YUAN,
+                    "discount": {"type": "integer", "nullable": True,
+                                 "description": "会员折扣（实收百分比），没有折扣时为 null"},
+                    "amount": _YUAN, "balance": _YUAN, "operator": _TEXT, "remark": _TEXT}},
     "VerifyReport": {"type": "object", "required": ["ok", "cards_checked", "problems"],
                      "properties": {"ok": {"type": "boolean"},
                                     "cards_checked": {"type": "integer"},
                                     "entries_checked": {"type": "integer"},
                                     "problems": {"type": "array", "items": {"type": "object"}}}},
 })
+
+SCHEMAS["Monitor"] = {
+    "type": "object", "required": ["database", "durable", "counts", "problems"], "properties": {
+        "database": _TEXT, "version": _TEXT, "size": {"type": "integer"},
+        "durable": {"type": "boolean"}, "durability_setting": _TEXT,
+        "counts": {"type": "object", "additionalProperties": {"type": "integer"}},
+        "today_entries": {"type": "integer"}, "today_net": _YUAN, "outstanding": _YUAN,
+        "last_backup": {**SCHEMAS["Backup"], "nullable": True},
+        "next_backup": _TEXT,
+        "last_check": {"type": "object", "nullable": True, "properties": {
+            "time": _TEXT, "ok": {"type": "boolean"}, "cards_checked": {"type": "integer"},
+            "entries_checked": {"type": "integer"},
+            "problems": {"type": "array", "items": {"type": "object"}}}},
+        "disks": {"type": "array", "items": {"type": "object", "properties": {
+            "label": _TEXT, "path": _TEXT, "free": {"type": "integer"}}}},
+        "app_version": _TEXT, "uptime": _TEXT, "restarts": {"type": "integer"},
+        "problems": {"type": "array", "items": _TEXT}}}
 
 
 def _contract_errors(paths):

@@ -57,7 +57,7 @@ def dashboard_stats():
     money = ("total_recharge", "total_consume", "bonus_given", "outstanding", "outstanding_paid",
              "outstanding_bonus", "average_per_visit")
     return jsonify(
-        start=start.isoformat(), end=end.isoformat(),
+        start=start.isoformat(), end=end.isoformat(), as_of=data["as_of"],
         **{k: format_fen(s[k]) for k in money}, outstanding_balance=format_fen(s["outstanding"]),
         active_customers=s["active_customers"], new_customers=s["new_customers"],
         visits=s["visits"], repurchase_rate=round(s["repurchase_rate"], 4),
@@ -66,6 +66,15 @@ def dashboard_stats():
         by_type=[{"type": r["type"], "amount": format_fen(r["amount"])} for r in data["by_type"]],
         top=[{**r, "amount": format_fen(r["amount"])} for r in data["top"]],
         activity=data["activity"])
+
+
+@bp.route("/v1/stats/<chart>.xlsx")
+@requires("statistics", "export")
+def chart_xlsx(chart):
+    """One dashboard chart's data for the period as Excel (daily, by_type, top, activity)."""
+    start, end = period_arg()
+    filename, data = stats.chart_xlsx(chart, start, end)
+    return xlsx_response(data, filename)
 
 
 @bp.route("/v1/closing")
@@ -78,3 +87,12 @@ def daily_closing():
                    money_in={k: format_fen(v) for k, v in result["money_in"].items()},
                    lines=[{**line, "amount": format_fen(line["amount"])}
                           for line in result["lines"]])
+
+
+@bp.route("/v1/closing.xlsx")
+@requires("statistics", "export")
+def daily_closing_xlsx():
+    """日结 as Excel (same day and operator_id as GET /v1/closing)."""
+    filename, data = stats.closing_xlsx(stats.parse_day(request.args.get("day")),
+                                        int_arg("operator_id"))
+    return xlsx_response(data, filename)

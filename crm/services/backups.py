@@ -490,6 +490,16 @@ def save_upload(folder, data):
     return name
 
 
+def receive_upload(folder, filename, data):
+    """A backup file brought in (from a USB stick) through the page or the API: kept under a
+    name of our own in the backup folder (the sender's file name is never used as a path),
+    then read back and checked. Returns (name, Checked); nothing is kept when it is refused."""
+    if not filename:
+        raise ValidationError("请选择备份文件", code="missing_file")
+    name = save_upload(folder, data)
+    return name, check(path_of(folder, name))
+
+
 # --- restoring --------------------------------------------------------------------------------
 
 def restore(folder, name, actor=None, shop_name="", key=None):

@@ -289,6 +289,9 @@ def _audited(record, type_name):
             "remark": record["remark"], "archived": False}
 
 
+TEMPLATE_FILENAME = "客户导入模板.xlsx"
+
+
 def template():
     """A blank import template (.xlsx) with the columns and a sheet of instructions."""
     book = openpyxl.Workbook()

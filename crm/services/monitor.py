@@ -44,8 +44,11 @@ def _free(path):
     return shutil.disk_usage(target).free
 
 
-def status(config, restarts=0):
-    """Everything the monitoring page shows, with `problems` listing what needs attention."""
+def status(config, restarts=None):
+    """Everything the monitoring page (and GET /api/v1/monitor) shows, with `problems` listing
+    what needs attention. `restarts` defaults to the supervisor's count in the config."""
+    if restarts is None:
+        restarts = int(config.get("RESTARTS", 0) or 0)
     database = crm_db.db.obj
     kind, version, size, durable, setting = _database_facts(database)
     today = datetime.datetime.combine(datetime.date.today(), datetime.time())
@@ -86,6 +89,7 @@ def status(config, restarts=0):
         "database": kind, "version": version, "size": size, "durable": durable,
         "durability_setting": setting, "counts": counts, "today_entries": today_count,
         "today_net": format_yuan(today_sum), "outstanding": format_yuan(owed),
+        "today_net_fen": int(today_sum), "outstanding_fen": int(owed),
         "last_backup": last_backup, "next_backup": next_slot.strftime("%Y-%m-%d %H:%M"),
         "last_check": last_check, "disks": disks, "app_version": __version__,
         "uptime": str(datetime.timedelta(seconds=uptime)), "restarts": restarts,

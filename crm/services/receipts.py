@@ -1,22 +1,36 @@
-"""消费凭证: the receipt of a consumption, as an 80 mm wide PDF for receipt printers."""
+"""消费凭证: what the receipt of a consumption shows, and the same as an 80 mm wide PDF for
+receipt printers (the API answers the facts, the PDF prints them)."""
 from crm.money import format_yuan
 from crm.services import cards, pdf
 
 
-def receipt_pdf(record_id, shop_name):
-    """The receipt of the consumption whose ledger entry is `record_id`, as PDF bytes."""
+def receipt(record_id):
+    """The facts of the receipt of the consumption whose ledger entry is `record_id` (amounts
+    in fen); 404 when that entry is not a consumption (or its reversal)."""
     row = cards.receipt(record_id)
     entry = row.card_record
+    return {"record_id": entry.id, "time": entry.created_at, "customer_id": row.customer.id,
+            "customer_no": row.customer.customer_no, "customer_name": row.customer.name,
+            "card_id": row.card.id, "card_no": row.card.card_no,
+            "original_amount": row.original_amount, "discount": row.discount,
+            "amount": row.amount, "balance": row.balance_after, "operator": row.operator.name,
+            "remark": row.remark}
+
+
+def receipt_pdf(record_id, shop_name):
+    """The receipt of the consumption whose ledger entry is `record_id`, as PDF bytes."""
+    facts = receipt(record_id)
     lines = [
-        ("时间", entry.created_at.strftime("%Y-%m-%d %H:%M:%S")),
-        ("客户", row.customer.name),
-        ("卡号", row.card.card_no),
-        ("消费金额", format_yuan(row.original_amount)),
+        ("时间", facts["time"].strftime("%Y-%m-%d %H:%M:%S")),
+        ("客户", facts["customer_name"]),
+        ("卡号", facts["card_no"]),
+        ("消费金额", format_yuan(facts["original_amount"])),
     ]
-    if row.discount:
-        lines.append(("会员折扣", f"{row.discount}%"))
-    lines += [("实扣金额", format_yuan(row.amount)), ("卡内余额", format_yuan(row.balance_after)),
-              ("操作员", row.operator.name), ("备注", row.remark or "—"), ("流水号", str(entry.id))]
+    if facts["discount"]:
+        lines.append(("会员折扣", f"{facts['discount']}%"))
+    lines += [("实扣金额", format_yuan(facts["amount"])), ("卡内余额", format_yuan(facts["balance"])),
+              ("操作员", facts["operator"]), ("备注", facts["remark"] or "—"),
+              ("流水号", str(facts["record_id"]))]
     doc = pdf.document(width_mm=80, height_mm=60 + 7 * len(lines), margin_mm=4)
     doc.add_page()
     doc.set_font("text", "B", 12)

@@ -95,9 +95,7 @@ def monitor():
 
     from crm.services import monitor as monitor_service
 
-    restarts = int(current_app.config.get("RESTARTS", 0))
-    return render_template("admin/monitor.html",
-                           s=monitor_service.status(current_app.config, restarts))
+    return render_template("admin/monitor.html", s=monitor_service.status(current_app.config))
 
 
 @bp.route("/tokens")

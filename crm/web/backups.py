@@ -79,10 +79,8 @@ def upload():
     """Bring in a backup file (from a USB stick); it is checked before it can be restored."""
     upload = request.files.get("file")
     try:
-        if upload is None or not upload.filename:
-            raise ValidationError("请选择备份文件", code="missing_file")
-        name = backups.save_upload(folder(), upload.read())
-        checked = backups.check(backups.path_of(folder(), name))
+        name, checked = backups.receive_upload(folder(), upload.filename if upload else "",
+                                               upload.read() if upload else b"")
     except CrmError as error:
         flash(error.message, "danger")
         return _page(error.status)

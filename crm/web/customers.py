@@ -4,7 +4,7 @@ from pathlib import Path
 from flask import Blueprint, Response, current_app, flash, redirect, render_template, request, url_for
 
 from crm.errors import CrmError, ValidationError
-from crm.services import cards, customer_import, customers, excel, ledger
+from crm.services import cards, customer_import, customers, ledger
 from crm.web import actor, requires
 
 bp = Blueprint("customers", __name__, url_prefix="/customers")
@@ -35,10 +35,8 @@ def index():
 @requires("export")
 def export():
     """Every customer under the current filters, as Excel."""
-    filters = customers.parse_filters(request.args)
-    data = excel.write_table("客户", customers.EXPORT_HEADERS, customers.export_rows(**filters),
-                             widths=(10, 12, 6, 14, 30, 12, 12, 24, 20, 20, 8))
-    return xlsx_response(data, "客户名单.xlsx")
+    data = customers.export_xlsx(customers.parse_filters(request.args))
+    return xlsx_response(data, customers.EXPORT_FILENAME)
 
 
 def _form_page(template, status=200, **context):
@@ -120,7 +118,7 @@ def import_form():
 @requires("edit_customers")
 def import_template():
     """The blank import template."""
-    return xlsx_response(customer_import.template(), "客户导入模板.xlsx")
+    return xlsx_response(customer_import.template(), customer_import.TEMPLATE_FILENAME)
 
 
 @bp.route("/import", methods=["POST"])

@@ -2,10 +2,9 @@
 
 from flask import Blueprint, Response, current_app, render_template, request
 
-from crm.errors import ValidationError
 from crm.models import User
 from crm.money import format_fen
-from crm.services import cards, excel, ledger, statement_export, statements, stats
+from crm.services import cards, ledger, statement_export, statements, stats
 from crm.web import int_arg, period_arg, requires
 from crm.web.customers import xlsx_response
 
@@ -48,24 +47,6 @@ def statement_pdf(customer_id):
         "Content-Disposition": f"inline; filename=statement-{customer_id}-{start}-{end}.pdf"})
 
 
-CHARTS = {
-    "daily": ("每日充值与消费", ("日期", "充值", "消费"),
-              lambda d: [(r["day"], _y(r["recharge"]), _y(r["consume"])) for r in d["daily"]]),
-    "by_type": ("各客户类型消费", ("客户类型", "消费"),
-                lambda d: [(r["type"], _y(r["amount"])) for r in d["by_type"]]),
-    "top": ("消费前十的客户", ("客户", "电话", "消费"),
-            lambda d: [(r["name"], r["phone"], _y(r["amount"])) for r in d["top"]]),
-    "activity": ("客户活跃度", ("最近到店", "客户数"),
-                 lambda d: [(r["label"], r["customers"]) for r in d["activity"]]),
-}
-
-
-def _y(fen):
-    from decimal import Decimal
-
-    return Decimal(fen) / 100
-
-
 @bp.route("/stats")
 @requires("statistics")
 def dashboard():
@@ -84,19 +65,16 @@ def dashboard():
                      "values": [r["customers"] for r in data["activity"]]},
     }
     return render_template("reports/dashboard.html", data=data, start=start, end=end,
-                           presets=statements.PRESETS, chart_data=chart_data, charts=CHARTS)
+                           presets=statements.PRESETS, chart_data=chart_data, charts=stats.CHARTS)
 
 
 @bp.route("/stats/<chart>.xlsx")
 @requires("statistics", "export")
 def chart_xlsx(chart):
     """One chart's data as Excel."""
-    if chart not in CHARTS:
-        raise ValidationError("没有这个图表", code="unknown_chart", status=404)
     start, end = period_arg()
-    title, headers, rows = CHARTS[chart]
-    data = excel.write_table(title, headers, rows(stats.dashboard(start, end)))
-    return xlsx_response(data, f"{title}_{start}_{end}.xlsx")
+    filename, data = stats.chart_xlsx(chart, start, end)
+    return xlsx_response(data, filename)
 
 
 def _closing_args():
@@ -117,13 +95,5 @@ def closing():
 @requires("statistics", "export")
 def closing_xlsx():
     """The day's closing as Excel."""
-    day, operator_id = _closing_args()
-    result = stats.closing(day, operator_id)
-    rows = [(ledger.BUSINESS_TYPES.get(line["business_type"], line["business_type"])
-             + (f"（{ledger.BUSINESS_TYPES.get(line['reverses_type'], '')}）"
-                if line["reverses_type"] else ""),
-             ledger.PAYMENT_METHODS.get(line["payment_method"], ""), line["count"],
-             _y(line["amount"])) for line in result["lines"]]
-    rows.append(("应收现金", "", "", _y(result["cash"])))
-    data = excel.write_table(f"日结 {day}", ("业务", "支付方式", "笔数", "金额"), rows)
-    return xlsx_response(data, f"日结_{day}.xlsx")
+    filename, data = stats.closing_xlsx(*_closing_args())
+    return xlsx_response(data, filename)
