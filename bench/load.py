@@ -149,6 +149,8 @@ def mixed_load(host, port, usernames, shop, seconds, think=0.0, seed=1):
         rng = random.Random(seed * 1000 + index)
         member = staff[index]
         own, bad = defaultdict(list), defaultdict(list)
+        if think:  # people do not all click at the same instant: stagger the first step
+            time.sleep(rng.uniform(0, think))
         while time.monotonic() < stop:
             op = rng.choice(ops)
             started = time.perf_counter()

@@ -1,6 +1,7 @@
 """统计分析: the dashboard's figures and charts, and the daily closing (日结). Every aggregate is
 computed by the database (GROUP BY), never by looping over rows in Python."""
 import datetime
+import logging
 import threading
 import time
 from decimal import Decimal
@@ -11,6 +12,8 @@ from crm.db import db
 from crm.errors import NotFound, ValidationError
 from crm.models import Card, CardRecord, ConsumeRecord, Customer, CustomerType, User, now
 from crm.services import excel, ledger, statements
+
+log = logging.getLogger(__name__)
 
 
 def _sum(condition, value=CardRecord.amount):
@@ -134,13 +137,15 @@ class _Recent:
     """The dashboard's figures per period, kept for STATS_CACHE_SECONDS. They aggregate the whole
     ledger and every card and customer (0.2–0.4 s at 100,000 customers / 1,000,000 entries);
     with 50 staff at work, recomputing them for every visit took the database from everyone
-    else. One thread computes a period while the others wait for its answer; the page says how
-    old the figures are."""
+    else. The first visit of a period computes them (others asking at the same time wait for that
+    answer); once they are older than the time, visits get the previous figures at once while one
+    background thread computes new ones. The page says how old they are."""
 
     seconds = 30.0
     guard = threading.Lock()
     entries = {}  # (database, start, end) -> (expires, figures)
     locks = {}
+    refreshing = set()
 
 
 def configure(config):
@@ -155,20 +160,48 @@ def _figures(start, end):
             "activity": activity(), "as_of": now().strftime("%Y-%m-%d %H:%M:%S")}
 
 
+def _store(key, figures):
+    with _Recent.guard:
+        _Recent.entries[key] = (time.monotonic() + _Recent.seconds, figures)
+
+
+def _refresh_later(key, database, start, end):
+    """Compute new figures in a thread of their own, with a connection of its own."""
+
+    def refresh():
+        try:
+            with database.connection_context():
+                _store(key, _figures(start, end))
+        except Exception:  # noqa: BLE001 — the old figures stay; the next visit tries again
+            log.exception("dashboard figures could not be refreshed")
+        finally:
+            with _Recent.guard:
+                _Recent.refreshing.discard(key)
+
+    threading.Thread(target=refresh, name="stats-refresh", daemon=True).start()
+
+
 def dashboard(start, end):
-    """Everything the dashboard shows for a period, at most STATS_CACHE_SECONDS old."""
+    """Everything the dashboard shows for a period, at most STATS_CACHE_SECONDS old (plus the
+    time a refresh takes)."""
     if _Recent.seconds <= 0:
         return _figures(start, end)
-    key = (id(db.obj), start, end)
+    database = db.obj
+    key = (id(database), start, end)
     with _Recent.guard:
+        found = _Recent.entries.get(key)
+        if found:
+            if found[0] <= time.monotonic() and key not in _Recent.refreshing:
+                _Recent.refreshing.add(key)
+                _refresh_later(key, database, start, end)
+            return found[1]
         lock = _Recent.locks.setdefault(key, threading.Lock())
     with lock:
         found = _Recent.entries.get(key)
-        if found and found[0] > time.monotonic():
+        if found:
             return found[1]
         figures = _figures(start, end)
-        with _Recent.guard:
-            _Recent.entries[key] = (time.monotonic() + _Recent.seconds, figures)
+        _store(key, figures)
         return figures
 
 
