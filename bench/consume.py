@@ -74,7 +74,7 @@ def start_server_for(url, instance, port):
 
 def percentile(samples, p):
     ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(len(ordered) * p))]
+    return ordered[min(len(ordered) - 1, int(len(ordered) * p))] if ordered else 0.0
 
 
 def report(label, latencies, errors, seconds):
@@ -85,9 +85,9 @@ def report(label, latencies, errors, seconds):
     return rate, percentile(latencies, 0.99)
 
 
-def run_threads(target, card_ids):
-    """One thread per card running `target(card_id)`; returns the wall time in seconds."""
-    threads = [threading.Thread(target=target, args=(c,)) for c in card_ids]
+def run_threads(target, items):
+    """One thread per item running `target(item)`; returns the wall time in seconds."""
+    threads = [threading.Thread(target=target, args=(c,)) for c in items]
     started = time.perf_counter()
     for t in threads:
         t.start()
