@@ -72,6 +72,21 @@ def make_shop(app, discount=None):
     return run(app, setup)
 
 
+def furnished_shop(app, amount=10000):
+    """make_shop plus a card holding `amount`, a customer type and one consumption on the card:
+    returns the shop and an id for each route argument (customer, card, type, record, user)."""
+    shop = make_shop(app)
+    card_id = shop.open_card(amount=amount, bonus=0)
+
+    def more():
+        ctype = customer_types.create_type(shop.admin, {"name": "普通客户"})
+        record = cards.consume(shop.operator, card_id, key(), 100)
+        return {"customer_id": shop.customer_id, "card_id": card_id, "type_id": ctype.id,
+                "record_id": record["record_id"], "user_id": shop.operator.user.id}
+
+    return shop, run(app, more)
+
+
 def _migration(name):
     spec = importlib.util.spec_from_file_location(name, MIGRATIONS_DIR / f"{name}.py")
     module = importlib.util.module_from_spec(spec)

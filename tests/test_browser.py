@@ -219,20 +219,10 @@ def test_every_page_loads_under_the_csp_without_console_errors(app, page):
     style is a console error, which the `page` fixture turns into a failure)."""
     from werkzeug.routing import IntegerConverter
 
-    from crm.services import cards, customer_types
-    from tests.ledger_helpers import key, make_shop, run
+    from tests.ledger_helpers import furnished_shop
 
-    shop = make_shop(app)
-    card_id = shop.open_card(amount=10000, bonus=0)
-
-    def more():
-        ctype = customer_types.create_type(shop.admin, {"name": "普通客户"})
-        record = cards.consume(shop.operator, card_id, key(), 100)
-        return {"customer_id": shop.customer_id, "card_id": card_id, "type_id": ctype.id,
-                "record_id": record["record_id"], "user_id": shop.operator.user.id,
-                "token_id": 1, "rule_id": 1, "chart": "daily", "name": "x"}
-
-    ids = run(app, more)
+    _, ids = furnished_shop(app)
+    ids.update(token_id=1, rule_id=1, chart="daily", name="x")
     page.goto("/login")
     page.fill("#username", "boss")
     page.fill("#password", PASSWORD)

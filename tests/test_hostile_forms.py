@@ -16,7 +16,7 @@ from playwright.sync_api import expect
 from crm.models import Card, CardRecord, Customer, CustomerType, User
 from crm.services import cards, customer_types, customers, ledger
 from tests.conftest import PASSWORD, AuthActions
-from tests.ledger_helpers import key, make_shop, run
+from tests.ledger_helpers import furnished_shop, key, make_shop, run
 
 XSS = ['<script>document.body.dataset.xss="1"</script>',
        '<img src=x onerror="document.body.dataset.xss=1">',
@@ -96,16 +96,8 @@ def _pages(shop, card_id, type_id, record_id):
 
 @pytest.fixture
 def hostile_shop(app):
-    shop = make_shop(app)
-    card_id = shop.open_card(amount=100000, bonus=0)
-
-    def more():
-        ctype = customer_types.create_type(shop.admin, {"name": "普通客户"})
-        record = cards.consume(shop.operator, card_id, key(), 100)
-        return ctype.id, record["record_id"]
-
-    type_id, record_id = run(app, more)
-    return shop, card_id, type_id, record_id
+    shop, ids = furnished_shop(app, amount=100000)
+    return shop, ids["card_id"], ids["type_id"], ids["record_id"]
 
 
 def test_every_form_field_takes_hostile_text(app, client, hostile_shop):

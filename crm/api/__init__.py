@@ -36,12 +36,7 @@ def _require_token():
     contract.enforce()
 
 
-def json_body():
-    """The request's JSON object, or a 400 that says what is wrong."""
-    data = request.get_json(silent=True)
-    if not isinstance(data, dict):
-        raise ValidationError("请求体必须是 JSON 对象", code="invalid_json", status=400)
-    return data
+json_body = contract.json_object  # the request's JSON object, or a 400 that says what is wrong
 
 
 def text_field(data, name, required=True):

@@ -83,10 +83,15 @@ class Operation:
                 continue
             _raise_first(validator, value, f"请求头 {name} ", name, status=400)
         if self.body is not None:
-            data = request.get_json(silent=True)
-            if not isinstance(data, dict):
-                raise ValidationError("请求体必须是 JSON 对象", code="invalid_json", status=400)
-            _raise_first(self.body, data, "", "")
+            _raise_first(self.body, json_object(), "", "")
+
+
+def json_object():
+    """The request's JSON body, which must be an object (400 otherwise)."""
+    data = request.get_json(silent=True)
+    if not isinstance(data, dict):
+        raise ValidationError("请求体必须是 JSON 对象", code="invalid_json", status=400)
+    return data
 
 
 def _label(parameter):

@@ -161,8 +161,15 @@ def _figures(start, end):
 
 
 def _store(key, figures):
+    """Keep a period's figures; drop those of periods not asked for again since they expired
+    (every date range a user picks is a key: without this the memory would only grow)."""
+    stamp = time.monotonic()
     with _Recent.guard:
-        _Recent.entries[key] = (time.monotonic() + _Recent.seconds, figures)
+        for old in [k for k, (expires, _) in _Recent.entries.items()
+                    if expires < stamp - _Recent.seconds and k not in _Recent.refreshing]:
+            del _Recent.entries[old]
+            _Recent.locks.pop(old, None)
+        _Recent.entries[key] = (stamp + _Recent.seconds, figures)
 
 
 def _refresh_later(key, database, start, end):
