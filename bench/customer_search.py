@@ -22,7 +22,7 @@ from _common import recreate_mysql  # noqa: E402
 
 from crm import create_app  # noqa: E402
 from crm import db as crm_db  # noqa: E402
-from crm.models import Counter, Customer, CustomerType, User  # noqa: E402
+from crm.models import Counter, Customer, CustomerGram, CustomerType, User  # noqa: E402
 from crm.services import SYSTEM, customer_import, customers  # noqa: E402
 from crm.services.demo import fake_customers  # noqa: E402
 
@@ -62,6 +62,7 @@ def fill(database, count):
                     batch = []
             if batch:
                 Customer.insert_many(batch).execute()
+            CustomerGram.rebuild()
         if crm_db.is_mysql(database):
             database.execute_sql("ANALYZE TABLE t_customer")
     return time.perf_counter() - started

@@ -5,6 +5,7 @@ from peewee import (
     BigIntegerField,
     BooleanField,
     CharField,
+    CompositeKey,
     DateField,
     DateTimeField,
     ForeignKeyField,
@@ -161,15 +162,96 @@ class Customer(BaseModel):
     def search(cls, q="", type_id=None, archived=False):
         """Customers whose name, phone or number contains q (one indexed column, see search_text)."""
         query = cls.select()
-        q = (q or "").strip().lower()
+        # "|" would span fields.
+        q = (q or "").strip().lower().replace("|", "")
         if q:
-            # peewee escapes % and _, so typed wildcards match literally; "|" would span fields.
-            query = query.where(cls.search_text.contains(q.replace("|", "")))
+            # The index narrows the customers down to those holding every piece of q (a few
+            # entries each, see CustomerGram); the text itself is then compared on those only.
+            # peewee escapes % and _, so typed wildcards match literally.
+            for number, gram in enumerate(CustomerGram.pieces(q) or ()):
+                piece = CustomerGram.alias(f"g{number}")
+                query = query.join(piece, on=((piece.customer_id == cls.id)
+                                              & (piece.gram == gram))).switch(cls)
+            query = query.where(cls.search_text.contains(q))
         if type_id:
             query = query.where(cls.type == type_id)
         if archived is not None:
             query = query.where(cls.archived == bool(archived))
         return query
+
+
+def _cjk(text):
+    """True when every character is a CJK ideograph (one carries as much as three letters)."""
+    return all("\u3400" <= ch <= "\u9fff" or "\uf900" <= ch <= "\ufaff" or ch >= "\U00020000"
+               for ch in text)
+
+
+class CustomerGram(BaseModel):
+    """The search index: every three-character piece of each customer's (lower-cased) name,
+    phone and number, plus single ideographs and pairs of them, so that a search reads a few
+    index entries instead of every customer. Derived from t_customer: never backed up, rebuilt
+    by a restore. A stale piece only adds a candidate (the text is compared afterwards); a
+    missing one would hide a customer, so every write of a name, phone or number indexes it."""
+
+    gram = CharField(max_length=3)
+    customer_id = IntegerField()  # no foreign key: bulk loads stay cheap, customers never go
+
+    class Meta:
+        table_name = "t_customer_gram"
+        primary_key = CompositeKey("gram", "customer_id")
+
+    @staticmethod
+    def grams(*fields):
+        """The pieces indexed for these field values."""
+        found = set()
+        for text in fields:
+            text = (text or "").lower()
+            for start in range(len(text)):
+                for size in (1, 2, 3):
+                    piece = text[start:start + size]
+                    if len(piece) == size and (size == 3 or _cjk(piece)):
+                        found.add(piece)
+        return found
+
+    @staticmethod
+    def pieces(q):
+        """The indexed pieces any customer containing `q` holds (its last three trigrams: a
+        phone's tail is its most telling part), or None when q is too short for the index."""
+        if len(q) >= 3:
+            return list(dict.fromkeys(q[i:i + 3] for i in range(len(q) - 3, -1, -1)))[:3]
+        return [q] if _cjk(q) else None
+
+    @classmethod
+    def add(cls, rows):
+        """Index customers: rows of (id, name, phone, customer_no)."""
+        pairs = [(gram, row[0]) for row in rows for gram in cls.grams(*row[1:])]
+        for start in range(0, len(pairs), 5000):
+            (cls.insert_many(pairs[start:start + 5000], fields=[cls.gram, cls.customer_id])
+             .on_conflict_ignore().execute())
+
+    @classmethod
+    def change(cls, customer_id, before, after):
+        """Re-index one customer whose (name, phone, customer_no) went from `before` to `after`."""
+        old, new = cls.grams(*before), cls.grams(*after)
+        if old - new:
+            cls.delete().where((cls.customer_id == customer_id)
+                               & cls.gram.in_(sorted(old - new))).execute()
+        if new - old:
+            (cls.insert_many([(g, customer_id) for g in sorted(new - old)],
+                             fields=[cls.gram, cls.customer_id]).on_conflict_ignore().execute())
+
+    @classmethod
+    def rebuild(cls):
+        """Index every customer afresh (after a restore or a bulk load of t_customer)."""
+        cls.delete().execute()
+        batch = []
+        for row in (Customer.select(Customer.id, Customer.name, Customer.phone,
+                                    Customer.customer_no).order_by(Customer.id).tuples().iterator()):
+            batch.append(row)
+            if len(batch) == 2000:
+                cls.add(batch)
+                batch = []
+        cls.add(batch)
 
 
 class Card(BaseModel):
@@ -328,6 +410,7 @@ ALL_MODELS = (
     LoginThrottle,
     CustomerType,
     Customer,
+    CustomerGram,
     Card,
     CardRecord,
     ConsumeRecord,

@@ -29,6 +29,7 @@ from crm.models import (
     ConsumeRecord,
     Counter,
     Customer,
+    CustomerGram,
     CustomerType,
     IdempotencyKey,
     LoginThrottle,
@@ -43,7 +44,8 @@ FORMAT = 2  # 2: each JSON line is an array of values in the manifest's column o
 TABLES = (User, CustomerType, Customer, Card, CardRecord, ConsumeRecord, IdempotencyKey,
           AuditLog, Counter, RechargeRule)
 # Logins and lockouts are this PC's business: never carried over, always emptied by a restore.
-NOT_CARRIED = (AuthToken, LoginThrottle)
+# The search index is derived from the customers: never carried, rebuilt by a restore.
+NOT_CARRIED = (AuthToken, LoginThrottle, CustomerGram)
 NAME = re.compile(r"^crm-backup-\d{8}-\d{6}-(manual|daily|safety|upload)(-\d+)?\.zip$")
 KINDS = {"manual": "手动", "daily": "每日自动", "safety": "恢复前安全备份", "upload": "上传"}
 
@@ -333,6 +335,8 @@ def _load(database, source, fresh=False):
                 if batch:
                     database.cursor().executemany(statement, batch)
             if not fresh:
+                with database.bind_ctx([CustomerGram, Customer]):
+                    CustomerGram.rebuild()
                 database.execute_sql("DELETE FROM t_restore_mode")
         finally:
             if mysql:

@@ -14,7 +14,7 @@ import openpyxl
 
 from crm.db import db
 from crm.errors import Conflict, CrmError, NotFound, ValidationError
-from crm.models import AuditLog, Card, Counter, Customer, CustomerType, now
+from crm.models import AuditLog, Card, Counter, Customer, CustomerGram, CustomerType, now
 from crm.money import parse_optional
 from crm.services import audit, cards, customers, ledger, validate
 
@@ -237,6 +237,8 @@ def run(actor, data, filename="", create_types=False, expected=None):
         numbers = [customers.format_number(first), customers.format_number(first + len(valid) - 1)]
         ids = {c.customer_no: c.id for c in Customer.select(Customer.id, Customer.customer_no)
                .where(Customer.customer_no.between(*numbers))}
+        CustomerGram.add([(ids[r["customer_no"]], r["name"], r["phone"], r["customer_no"])
+                          for r in records])
         entries = [{"created_at": stamp, "user": actor.user.id if actor.user else None,
                     "username": actor.username, "ip": actor.ip, "action": "customer.create",
                     "object_type": "customer", "object_id": str(ids[r["customer_no"]]),

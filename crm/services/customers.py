@@ -6,7 +6,7 @@ from peewee import JOIN, SQL, IntegrityError, fn
 
 from crm.db import db
 from crm.errors import Conflict, NotFound, ValidationError
-from crm.models import AuditLog, Counter, Customer, CustomerType, now
+from crm.models import AuditLog, Counter, Customer, CustomerGram, CustomerType, now
 from crm.services import audit, excel, validate
 
 GENDERS = ("男", "女", "未知")
@@ -125,6 +125,7 @@ def create_customer(actor, data):
                 customer_no=number, created_by=actor.user,
                 search_text=Customer.make_search_text(values["name"], values["phone"], number),
                 **values)
+            CustomerGram.add([(customer.id, customer.name, customer.phone, number)])
             audit.record(actor, "customer.create", "customer", customer.id,
                          after=snapshot(customer))
     except IntegrityError:  # the same phone saved at the same moment by someone else
@@ -155,10 +156,12 @@ def update_customer(actor, customer_id, data):
             if "type_id" in values:
                 values["type"] = values.pop("type_id")
             if values:
-                values["search_text"] = Customer.make_search_text(
-                    values.get("name", customer.name), values.get("phone", customer.phone),
-                    customer.customer_no)
+                found_by = (values.get("name", customer.name), values.get("phone", customer.phone),
+                            customer.customer_no)
+                values["search_text"] = Customer.make_search_text(*found_by)
                 Customer.update(**values, updated_at=now()).where(Customer.id == customer.id).execute()
+                CustomerGram.change(customer.id, (customer.name, customer.phone,
+                                                  customer.customer_no), found_by)
             changes = audit.diff(before, snapshot(get_customer(customer.id)))
             if changes:
                 audit.record(actor, "customer.update", "customer", customer.id, changes=changes)

@@ -113,7 +113,7 @@ def seed_bulk(database, operator, customers=1000, entries=10000, heavy=(), seed=
     over the last `days` days, sealed and balanced, with consume records. `heavy` lists entry
     counts for the first customers (e.g. one with 10,000). Bulk inserts, explicit ids."""
     from crm.db import is_mysql
-    from crm.models import Card, CardRecord, Counter, Customer, CustomerType
+    from crm.models import Card, CardRecord, Counter, Customer, CustomerGram, CustomerType
     from crm.models import now as now_
 
     rng = random.Random(seed)
@@ -147,15 +147,16 @@ def seed_bulk(database, operator, customers=1000, entries=10000, heavy=(), seed=
         "sale": "INSERT INTO t_consume_record (card_id, customer_id, card_record_id, "
                 "original_amount, discount, amount, balance_after, operator_id, request_id, "
                 f"remark, created_at) VALUES ({', '.join([p] * 11)})",
+        "gram": f"INSERT INTO t_customer_gram (gram, customer_id) VALUES ({p}, {p})",
     }
     people = fake_customers(customers, seed=seed, start=first_customer)
     stamp = _text(now_())
-    batch = {"customer": [], "card": [], "record": [], "sale": []}
+    batch = {"customer": [], "card": [], "record": [], "sale": [], "gram": []}
 
     def flush():
         with database.atomic():
             cursor = database.cursor()
-            for name in ("customer", "card", "record", "sale"):
+            for name in ("customer", "card", "record", "sale", "gram"):
                 if batch[name]:
                     cursor.executemany(sql[name], batch[name])
                     batch[name] = []
@@ -175,6 +176,8 @@ def seed_bulk(database, operator, customers=1000, entries=10000, heavy=(), seed=
             person["address"], rng.choice(type_ids), person["remark"], False, created, created,
             _text(times[-1]) if times else None,
             Customer.make_search_text(person["name"], person["phone"], number)))
+        batch["gram"].extend((gram, customer_id) for gram in
+                             CustomerGram.grams(person["name"], person["phone"], number))
         batch["card"].append((card_id, f"8{card_no + index:07d}", customer_id, "active",
                               card["money"], card["paid_money"], card["bonus_money"],
                               card["entry_count"], card["chain_head"], "", created, stamp))
@@ -193,6 +196,7 @@ def seed_bulk(database, operator, customers=1000, entries=10000, heavy=(), seed=
                 progress(index + 1, made)
     flush()
     if is_mysql(database):
-        for table in ("t_customer", "t_card", "t_card_record", "t_consume_record"):
+        for table in ("t_customer", "t_customer_gram", "t_card", "t_card_record",
+                      "t_consume_record"):
             database.execute_sql(f"ANALYZE TABLE {table}")
     return made
