@@ -25,7 +25,8 @@ def up(migrator, db):
                        "CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL")
     # The piece rule lives in one place (it reads only id, name, phone and customer_no, which
     # every schema has).
-    from crm.models import Customer, CustomerGram as Live
+    from crm.models import Customer
+    from crm.models import CustomerGram as Live
 
     with db.bind_ctx([Live, Customer]):
         Live.rebuild()
