@@ -64,15 +64,31 @@ def test_request_connection_is_durable(app, client, admin):
 
 @pytest.mark.backends("mysql")
 def test_mysql_session_settings(app):
-    """MariaDB connections state their isolation level, strict mode and utf8mb4."""
+    """MariaDB connections state their isolation level, strict mode and utf8mb4: a new one, the
+    same one handed out again by the pool, and the one replacing a killed connection."""
     database = app.extensions["crm_db"]
-    with database.connection_context():
-        isolation, sql_mode, charset = database.execute_sql(
-            "SELECT @@SESSION.tx_isolation, @@SESSION.sql_mode, @@character_set_connection"
-        ).fetchone()
-    assert isolation == "READ-COMMITTED"
-    assert "STRICT_ALL_TABLES" in sql_mode
-    assert charset == "utf8mb4"
+
+    def settings():  # as a request does: connect, one statement, close
+        database.connect()
+        try:
+            return database.execute_sql(
+                "SELECT @@SESSION.tx_isolation, @@SESSION.sql_mode, "
+                "@@character_set_connection, @@collation_connection, CONNECTION_ID()").fetchone()
+        finally:
+            database.close()
+
+    first = settings()
+    again = settings()
+    killer = mysql_admin()
+    with killer.cursor() as cursor:
+        cursor.execute(f"KILL {int(again[4])}")
+    killer.close()
+    replaced = settings()
+    assert again[4] == first[4] != replaced[4]  # pooled, then replaced
+    for isolation, sql_mode, charset, collation, _ in (first, again, replaced):
+        assert isolation == "READ-COMMITTED"
+        assert "STRICT_ALL_TABLES" in sql_mode
+        assert (charset, collation) == ("utf8mb4", "utf8mb4_unicode_ci")
 
 
 def _schema(database):
