@@ -338,6 +338,8 @@ def main():
     parser.add_argument("--customers", type=int, default=100_000)
     parser.add_argument("--entries", type=int, default=1_000_000)
     parser.add_argument("--reuse", action="store_true", help="keep the bench database if filled")
+    parser.add_argument("--mix-only", action="store_true",
+                        help="stop after the mixed load (no API, bare-SQL and trivial phases)")
     args = parser.parse_args()
 
     instance = ROOT / "bench" / "out" / "load-instance"  # its ledger key must outlive --reuse
@@ -375,6 +377,8 @@ def main():
         print("  target (no errors, every p95 < 150 ms and p99 < 300 ms, ledger ok, < 300 MB):",
               "met" if met else "NOT met")
 
+        if args.mix_only:
+            return
         # Consumption alone, through the JSON API, on cards with money.
         with database.connection_context():
             from crm.models import User

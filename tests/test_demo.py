@@ -46,3 +46,32 @@ def test_seed_demo_command_refuses_real_data(app, runner, make_user):
     assert result.exit_code == 0, result.output
     result = runner.invoke(args=["verify"])
     assert result.exit_code == 0 and "全部正确" in result.output
+
+
+def test_generator_thread_hands_on_errors_and_stops_when_the_inserts_fail():
+    """The rows made ahead in a thread: an error while making them reaches the caller; an error
+    while inserting stops the thread (nothing left running, nothing hangs)."""
+    import threading
+
+    import pytest
+
+    def broken():
+        yield 1
+        raise ValueError("坏数据")
+
+    with pytest.raises(ValueError, match="坏数据"):
+        list(demo._ahead(broken()))
+
+    made = []
+
+    def endless():
+        while True:
+            made.append(len(made))
+            yield made[-1]
+
+    with pytest.raises(RuntimeError):
+        for item in demo._ahead(endless(), depth=2):
+            if item == 3:
+                raise RuntimeError("insert failed")
+    assert not [t for t in threading.enumerate() if t.name == "demo-generator"]
+    assert len(made) <= 3 + 2 + 2  # it stopped a few batches ahead at most
