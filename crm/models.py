@@ -206,11 +206,15 @@ class CustomerGram(BaseModel):
         found = set()
         for text in fields:
             text = (text or "").lower()
-            for start in range(len(text)):
-                for size in (1, 2, 3):
-                    piece = text[start:start + size]
-                    if len(piece) == size and (size == 3 or _cjk(piece)):
-                        found.add(piece)
+            found.update(text[i:i + 3] for i in range(len(text) - 2))
+            if text.isascii():  # phones, numbers, Latin names: no ideographs
+                continue
+            ideograph = [_cjk(ch) for ch in text] + [False]
+            for i, ch in enumerate(text):
+                if ideograph[i]:
+                    found.add(ch)
+                    if ideograph[i + 1]:
+                        found.add(text[i:i + 2])
         return found
 
     @staticmethod
@@ -225,9 +229,12 @@ class CustomerGram(BaseModel):
     def add(cls, rows):
         """Index customers: rows of (id, name, phone, customer_no)."""
         pairs = [(gram, row[0]) for row in rows for gram in cls.grams(*row[1:])]
+        # The statement is built once and the rows go through the driver's executemany:
+        # peewee's insert_many spent 11 of 17 s building the text for 10,000 customers.
+        statement, _ = cls.insert(gram="", customer_id=0).on_conflict_ignore().sql()
+        cursor = cls._meta.database.cursor()
         for start in range(0, len(pairs), 5000):
-            (cls.insert_many(pairs[start:start + 5000], fields=[cls.gram, cls.customer_id])
-             .on_conflict_ignore().execute())
+            cursor.executemany(statement, pairs[start:start + 5000])
 
     @classmethod
     def change(cls, customer_id, before, after):
