@@ -30,6 +30,31 @@ class BaseModel(Model):
         database = db
         legacy_table_names = False
 
+    @classmethod
+    def insert_rows(cls, rows, chunk=1000):
+        """Insert many rows (dicts naming the same fields; the fields' defaults fill the rest)
+        with one statement text and the driver's executemany. peewee's insert_many builds the
+        text value by value: most of a 10,000-row customer import went there."""
+        rows = list(rows)
+        if not rows:
+            return
+        meta, database = cls._meta, cls._meta.database
+        keys = list(rows[0])
+        given = [meta.combined[key] for key in keys]
+        named = {f.name for f in given}  # (not `f in given`: a Field's == builds an expression)
+        filled = [f for f in meta.sorted_fields if f.name not in named and f.default is not None]
+        fixed = tuple(f.db_value(f.default() if callable(f.default) else f.default)
+                      for f in filled)
+        opening, closing = database.quote  # the dialect's identifier quotes: "" or ``
+        columns = ", ".join(f"{opening}{f.column_name}{closing}" for f in given + filled)
+        statement = (f"INSERT INTO {opening}{meta.table_name}{closing} ({columns}) "
+                     f"VALUES ({', '.join([database.param] * (len(given) + len(filled)))})")
+        values = [tuple(f.db_value(row[key]) for f, key in zip(given, keys, strict=True)) + fixed
+                  for row in rows]
+        cursor = database.cursor()
+        for start in range(0, len(values), chunk):
+            cursor.executemany(statement, values[start:start + chunk])
+
 
 class User(BaseModel):
     """A person who logs in: the owner (admin) or staff (operator)."""

@@ -146,15 +146,15 @@ def test_changed_data_between_preview_and_confirm_imports_nothing(app, shop, sam
 def test_failure_midway_leaves_nothing(app, shop, monkeypatch):
     """An error after some rows were written rolls the whole import back."""
     data = sheet_bytes(GOOD_ROWS)
-    real = AuditLog.insert_many
+    real = AuditLog.insert_rows
 
     def broken(*args, **kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(AuditLog, "insert_many", broken)
+    monkeypatch.setattr(AuditLog, "insert_rows", broken)
     with pytest.raises(RuntimeError):
         _db(app, lambda: customer_import.run(SYSTEM, data, "x.xlsx"))
-    monkeypatch.setattr(AuditLog, "insert_many", real)
+    monkeypatch.setattr(AuditLog, "insert_rows", real)
     assert _db(app, lambda: Customer.select().count()) == 1
     assert _db(app, lambda: customer_import.run(SYSTEM, data, "x.xlsx")) == 10
 

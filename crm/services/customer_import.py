@@ -232,8 +232,7 @@ def run(actor, data, filename="", create_types=False, expected=None):
                                                                      values["phone"], number),
                             "created_by": actor.user.id if actor.user else None,
                             "created_at": stamp, "updated_at": stamp})
-        for start in range(0, len(records), 500):
-            Customer.insert_many(records[start:start + 500]).execute()
+        Customer.insert_rows(records)
         numbers = [customers.format_number(first), customers.format_number(first + len(valid) - 1)]
         ids = {c.customer_no: c.id for c in Customer.select(Customer.id, Customer.customer_no)
                .where(Customer.customer_no.between(*numbers))}
@@ -245,8 +244,7 @@ def run(actor, data, filename="", create_types=False, expected=None):
                     "detail": json.dumps({"after": _audited(r, row.values["type_name"]),
                                           "source": filename}, ensure_ascii=False)}
                    for r, row in zip(records, valid, strict=True)]
-        for start in range(0, len(entries), 500):
-            AuditLog.insert_many(entries[start:start + 500]).execute()
+        AuditLog.insert_rows(entries)
         opened = _open_cards(actor, valid, [ids[r["customer_no"]] for r in records], stamp)
         audit.record(actor, "customer.import", "customer", "", file=filename, imported=len(valid),
                      refused=len(checked.bad_rows), cards=opened)
