@@ -159,6 +159,10 @@ def run(app, host=None, port=None, open_browser=None):
     if open_browser:
         threading.Timer(1.0, webbrowser.open, args=(local_url,)).start()
     _stop_on_sigterm()
+    if app.config["STATS_CACHE_SECONDS"] > 0:
+        from crm.services import stats
+
+        stats.warm_up(database)
     try:
         server.run()
     except KeyboardInterrupt:

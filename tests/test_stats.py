@@ -9,7 +9,7 @@ import pytest
 from playwright.sync_api import expect
 
 from crm.models import Card, ConsumeRecord, Customer
-from crm.services import cards, customer_types, customers, stats
+from crm.services import cards, customer_types, customers, statements, stats
 from tests.conftest import PASSWORD, AuthActions
 from tests.ledger_helpers import key, make_shop
 
@@ -197,4 +197,22 @@ def test_dashboard_figures_are_reused_for_the_cache_time(app):
         assert all(a is answers[0] for a in answers)
     finally:
         stats._figures = real if "real" in locals() else stats._figures
+        stats.configure({"STATS_CACHE_SECONDS": 0})
+
+
+def test_warm_up_computes_this_months_figures_ahead(app):
+    """After the server starts, this month's dashboard figures are computed in the background:
+    the first visit gets them without computing."""
+    shop = make_shop(app)
+    shop.open_card(amount=10000, bonus=0)
+    real = stats._figures
+    try:
+        stats.configure({"STATS_CACHE_SECONDS": 30})
+        stats.warm_up(app.extensions["crm_db"], delay=0).join(timeout=30)
+        computed = []
+        stats._figures = lambda start, end: computed.append(1) or real(start, end)
+        figures = shop.do(lambda: stats.dashboard(*statements.parse_period()))
+        assert computed == [] and figures["summary"]["total_recharge"] == 10000
+    finally:
+        stats._figures = real
         stats.configure({"STATS_CACHE_SECONDS": 0})

@@ -188,6 +188,24 @@ def _refresh_later(key, database, start, end):
     threading.Thread(target=refresh, name="stats-refresh", daemon=True).start()
 
 
+def warm_up(database, delay=2.0):
+    """Compute this month's dashboard figures in the background shortly after the server starts,
+    so that the first staff to open the dashboard (often several at once, after a restart) find
+    them ready instead of all waiting for the first computation. Returns the thread."""
+
+    def run():
+        time.sleep(delay)
+        try:
+            with database.connection_context():
+                dashboard(*statements.parse_period())
+        except Exception:  # noqa: BLE001 — the first visit computes them instead
+            log.exception("dashboard figures could not be computed ahead")
+
+    thread = threading.Thread(target=run, name="stats-warm-up", daemon=True)
+    thread.start()
+    return thread
+
+
 def dashboard(start, end):
     """Everything the dashboard shows for a period, at most STATS_CACHE_SECONDS old (plus the
     time a refresh takes)."""
