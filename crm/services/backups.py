@@ -44,8 +44,9 @@ FORMAT = 2  # 2: each JSON line is an array of values in the manifest's column o
 TABLES = (User, CustomerType, Customer, Card, CardRecord, ConsumeRecord, IdempotencyKey,
           AuditLog, Counter, RechargeRule)
 # Logins and lockouts are this PC's business: never carried over, always emptied by a restore.
-# The search index is derived from the customers: never carried, rebuilt by a restore.
-NOT_CARRIED = (AuthToken, LoginThrottle, CustomerGram)
+# (The search index, t_customer_gram, is derived from the customers: never carried, brought in
+# line with the restored customers inside the restore's transaction.)
+NOT_CARRIED = (AuthToken, LoginThrottle)
 NAME = re.compile(r"^crm-backup-\d{8}-\d{6}-(manual|daily|safety|upload)(-\d+)?\.zip$")
 KINDS = {"manual": "手动", "daily": "每日自动", "safety": "恢复前安全备份", "upload": "上传"}
 
@@ -314,8 +315,11 @@ def _load(database, source, fresh=False):
             database.execute_sql("PRAGMA defer_foreign_keys = ON")
         try:
             present = set(database.get_tables())
+            indexed = None
             if not fresh:
                 database.execute_sql("INSERT INTO t_restore_mode (id) VALUES (1)")
+                with database.bind_ctx([CustomerGram, Customer]):
+                    indexed = CustomerGram.indexed()
             for model in (*reversed(TABLES), *NOT_CARRIED):
                 # A fresh scratch database holds only what migrations seed (t_counter's rows).
                 if _table_name(model) in present:
@@ -336,7 +340,7 @@ def _load(database, source, fresh=False):
                     database.cursor().executemany(statement, batch)
             if not fresh:
                 with database.bind_ctx([CustomerGram, Customer]):
-                    CustomerGram.rebuild()
+                    CustomerGram.follow(indexed)
                 database.execute_sql("DELETE FROM t_restore_mode")
         finally:
             if mysql:
