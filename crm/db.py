@@ -112,6 +112,13 @@ def database_from_url(url):
     raise ValueError(f"unsupported database URL: {url!r} (use sqlite:///… or mysql://…)")
 
 
+def column_list(database, columns):
+    """Column names quoted for the database, comma-separated (t_idempotency_key has a column
+    named key)."""
+    opening, closing = database.quote
+    return ", ".join(f"{opening}{c}{closing}" for c in columns)
+
+
 def is_mysql(database=None):
     """True when the (given or current) database is MySQL/MariaDB."""
     target = database or db.obj

@@ -15,7 +15,7 @@ from peewee import (
     TextField,
 )
 
-from crm.db import db
+from crm.db import column_list, db
 
 
 def now():
@@ -45,9 +45,8 @@ class BaseModel(Model):
         filled = [f for f in meta.sorted_fields if f.name not in named and f.default is not None]
         fixed = tuple(f.db_value(f.default() if callable(f.default) else f.default)
                       for f in filled)
-        opening, closing = database.quote  # the dialect's identifier quotes: "" or ``
-        columns = ", ".join(f"{opening}{f.column_name}{closing}" for f in given + filled)
-        statement = (f"INSERT INTO {opening}{meta.table_name}{closing} ({columns}) "
+        statement = (f"INSERT INTO {meta.table_name} "
+                     f"({column_list(database, [f.column_name for f in given + filled])}) "
                      f"VALUES ({', '.join([database.param] * (len(given) + len(filled)))})")
         values = [tuple(f.db_value(row[key]) for f, key in zip(given, keys, strict=True)) + fixed
                   for row in rows]
@@ -214,8 +213,8 @@ def _cjk(text):
 class CustomerGram(BaseModel):
     """The search index: every three-character piece of each customer's (lower-cased) name,
     phone and number, plus single ideographs and pairs of them, so that a search reads a few
-    index entries instead of every customer. Derived from t_customer: never backed up, rebuilt
-    by a restore. A stale piece only adds a candidate (the text is compared afterwards); a
+    index entries instead of every customer. Derived from t_customer: never backed up, brought
+    in line by a restore (follow). A stale piece only adds a candidate (the text is compared afterwards); a
     missing one would hide a customer, so every write of a name, phone or number indexes it."""
 
     gram = CharField(max_length=3)
@@ -251,26 +250,35 @@ class CustomerGram(BaseModel):
         return [q] if _cjk(q) else None
 
     @classmethod
-    def add(cls, rows):
-        """Index customers: rows of (id, name, phone, customer_no)."""
-        pairs = [(gram, row[0]) for row in rows for gram in cls.grams(*row[1:])]
-        # The statement is built once and the rows go through the driver's executemany:
-        # peewee's insert_many spent 11 of 17 s building the text for 10,000 customers.
-        statement, _ = cls.insert(gram="", customer_id=0).on_conflict_ignore().sql()
+    def _each(cls, query, pairs):
+        """Run `query` (one statement with a gram and a customer id) for every (gram, id) pair.
+        The statement is built once and the pairs go through the driver's executemany: peewee's
+        insert_many spent 11 of 17 s building the text for 10,000 customers."""
+        statement, _ = query.sql()
         cursor = cls._meta.database.cursor()
         for start in range(0, len(pairs), 5000):
             cursor.executemany(statement, pairs[start:start + 5000])
 
     @classmethod
+    def _insert(cls, pairs):
+        # Ignoring a piece already there: two edits of one customer at the same moment.
+        cls._each(cls.insert(gram="", customer_id=0).on_conflict_ignore(), pairs)
+
+    @classmethod
+    def _delete(cls, pairs):
+        cls._each(cls.delete().where((cls.gram == "") & (cls.customer_id == 0)), pairs)
+
+    @classmethod
+    def add(cls, rows):
+        """Index customers: rows of (id, name, phone, customer_no)."""
+        cls._insert([(gram, row[0]) for row in rows for gram in cls.grams(*row[1:])])
+
+    @classmethod
     def change(cls, customer_id, before, after):
         """Re-index one customer whose (name, phone, customer_no) went from `before` to `after`."""
         old, new = cls.grams(*before), cls.grams(*after)
-        if old - new:
-            cls.delete().where((cls.customer_id == customer_id)
-                               & cls.gram.in_(sorted(old - new))).execute()
-        if new - old:
-            (cls.insert_many([(g, customer_id) for g in sorted(new - old)],
-                             fields=[cls.gram, cls.customer_id]).on_conflict_ignore().execute())
+        cls._delete([(gram, customer_id) for gram in sorted(old - new)])
+        cls._insert([(gram, customer_id) for gram in sorted(new - old)])
 
     @classmethod
     def _customers(cls):
@@ -305,10 +313,7 @@ class CustomerGram(BaseModel):
                 changed.append((customer_id, *fields))
         for customer_id, was in before.items():
             gone.extend((gram, customer_id) for gram in cls.grams(*was))
-        statement, _ = cls.delete().where((cls.gram == "") & (cls.customer_id == 0)).sql()
-        cursor = cls._meta.database.cursor()
-        for start in range(0, len(gone), 5000):
-            cursor.executemany(statement, gone[start:start + 5000])
+        cls._delete(gone)
         cls.add(changed)
 
     @classmethod

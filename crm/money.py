@@ -1,5 +1,6 @@
 """The only place that turns yuan text into integer fen and back. Never a float."""
 import re
+from decimal import Decimal
 
 from crm.errors import ValidationError
 
@@ -69,3 +70,8 @@ def format_yuan(fen):
     sign = "-" if fen < 0 else ""
     whole, cents = divmod(abs(int(fen)), 100)
     return f"{sign}¥{whole:,}.{cents:02d}"
+
+
+def yuan_decimal(fen):
+    """Fen as an exact Decimal of yuan, for spreadsheet cells: 123456 → Decimal("1234.56")."""
+    return Decimal(fen) / 100

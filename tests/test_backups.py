@@ -27,7 +27,7 @@ def snapshot(app):
         for model in backups.TABLES:
             columns = [f.column_name for f in model._meta.sorted_fields]
             rows = database.execute_sql(
-                f"SELECT {backups._column_list(database, columns)} FROM {model._meta.table_name} "
+                f"SELECT {crm_db.column_list(database, columns)} FROM {model._meta.table_name} "
                 "ORDER BY 1").fetchall()
             out[model._meta.table_name] = [tuple(backups._plain(v) for v in r) for r in rows]
         return out

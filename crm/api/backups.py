@@ -1,11 +1,11 @@
 """API: backups and the monitoring status (admin)."""
-from flask import current_app, jsonify, request, send_file
+from flask import current_app, jsonify
 
 from crm.api import bp, json_body, text_field
 from crm.money import format_fen
 from crm.services import backups
 from crm.web import actor, admin_required
-from crm.web.backups import folder, restore_with_confirmation
+from crm.web.backups import backup_file, folder, received_upload, restore_with_confirmation
 
 
 @bp.route("/v1/backups")
@@ -28,8 +28,7 @@ def create_backup():
 @admin_required
 def download_backup(name):
     """The backup file itself (a backup's name only, never a path)."""
-    return send_file(backups.path_of(folder(), name), as_attachment=True, download_name=name,
-                     mimetype="application/zip")
+    return backup_file(name)
 
 
 @bp.route("/v1/backups/upload", methods=["POST"])
@@ -37,9 +36,7 @@ def download_backup(name):
 def upload_backup():
     """Bring in a backup file (multipart field `file`): kept under a name of our own, then
     checked; the answer is its entry of the backup list (verified or not, with the problems)."""
-    upload = request.files.get("file")
-    name, _ = backups.receive_upload(folder(), upload.filename if upload else "",
-                                     upload.read() if upload else b"")
+    name, _ = received_upload()
     return jsonify(backups.describe(backups.path_of(folder(), name))), 201
 
 

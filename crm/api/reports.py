@@ -1,10 +1,10 @@
 """API: the customer statement and its exports."""
-from flask import Response, current_app, jsonify, request
+from flask import Response, current_app, jsonify
 
 from crm.api import bp
 from crm.money import format_fen
 from crm.services import statement_export, statements, stats
-from crm.web import int_arg, period_arg, requires
+from crm.web import closing_args, int_arg, period_arg, requires
 from crm.web.customers import xlsx_response
 
 
@@ -81,8 +81,8 @@ def chart_xlsx(chart):
 @requires("statistics")
 def daily_closing():
     """日结: the day's takings by payment method and business type, and the cash due."""
-    day = stats.parse_day(request.args.get("day"))
-    result = stats.closing(day, int_arg("operator_id"))
+    day, operator_id = closing_args()
+    result = stats.closing(day, operator_id)
     return jsonify(day=day.isoformat(), cash=format_fen(result["cash"]),
                    money_in={k: format_fen(v) for k, v in result["money_in"].items()},
                    lines=[{**line, "amount": format_fen(line["amount"])}
@@ -93,6 +93,5 @@ def daily_closing():
 @requires("statistics", "export")
 def daily_closing_xlsx():
     """日结 as Excel (same day and operator_id as GET /v1/closing)."""
-    filename, data = stats.closing_xlsx(stats.parse_day(request.args.get("day")),
-                                        int_arg("operator_id"))
+    filename, data = stats.closing_xlsx(*closing_args())
     return xlsx_response(data, filename)

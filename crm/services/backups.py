@@ -80,12 +80,6 @@ def _table_name(model):
     return model._meta.table_name
 
 
-def _column_list(database, columns):
-    """Columns quoted for the database (t_idempotency_key has a column named key)."""
-    open_, close = database.quote
-    return ", ".join(f"{open_}{c}{close}" for c in columns)
-
-
 @contextmanager
 def maintenance_lock(database):
     """One backup, restore or migration at a time: in this process, and across processes
@@ -133,7 +127,7 @@ def _dump(database, archive):
             convert = _converters(model)
             head_at = columns.index("chain_head") if model is Card else None
             digest, count = hashlib.sha256(), 0
-            cursor = database.execute_sql(f"SELECT {_column_list(database, columns)} FROM {table} "
+            cursor = database.execute_sql(f"SELECT {crm_db.column_list(database, columns)} FROM {table} "
                                           f"ORDER BY {key}")
             with archive.open(f"{table}.jsonl", "w") as member:
                 for row in cursor:
@@ -328,7 +322,7 @@ def _load(database, source, fresh=False):
                 # The target's own columns: a scratch database may be at an older schema.
                 known = {c.name for c in database.get_columns(_table_name(model))}
                 keep = [c for c in columns if c in known]
-                statement = (f"INSERT INTO {_table_name(model)} ({_column_list(database, keep)}) "
+                statement = (f"INSERT INTO {_table_name(model)} ({crm_db.column_list(database, keep)}) "
                              f"VALUES ({', '.join([param] * len(keep))})")
                 batch = []
                 for row in rows:
@@ -359,7 +353,7 @@ def _from_zip(archive, manifest, database):
 def _from_database(database):
     for model in TABLES:
         columns = _columns(model)
-        cursor = database.execute_sql(f"SELECT {_column_list(database, columns)} "
+        cursor = database.execute_sql(f"SELECT {crm_db.column_list(database, columns)} "
                                       f"FROM {_table_name(model)}")
         yield model, columns, (dict(zip(columns, row, strict=True)) for row in cursor)
 

@@ -2,13 +2,12 @@
 page numbers). Both carry exactly the statement's rows and totals."""
 import datetime
 import io
-from decimal import Decimal
 
 import openpyxl
 from openpyxl.cell import WriteOnlyCell
 from openpyxl.styles import Alignment, Font
 
-from crm.money import format_yuan
+from crm.money import format_yuan, yuan_decimal
 from crm.services import ledger, pdf, statements
 
 HEADERS = ("时间", "卡号", "业务类型", "金额", "交易后余额", "操作员", "备注")
@@ -32,10 +31,6 @@ def _title(shop_name, customer, start, end):
             (f"制表时间：{datetime.datetime.now().strftime('%Y-%m-%d %H:%M:%S')}",)]
 
 
-def _yuan(fen):
-    return Decimal(fen) / 100
-
-
 def xlsx(shop_name, customer_id, start, end):
     """The whole period's statement as .xlsx bytes, streamed row by row from the database."""
     customer = statements.customers.get_customer(customer_id)
@@ -56,12 +51,12 @@ def xlsx(shop_name, customer_id, start, end):
         row = [WriteOnlyCell(sheet, value=v) for v in values]
         row[0].number_format = "yyyy-mm-dd hh:mm:ss"
         for money in (3, 4):
-            row[money].value = _yuan(values[money])
+            row[money].value = yuan_decimal(values[money])
             row[money].number_format = MONEY
         sheet.append(row)
     sheet.append([])
     for key, label in TOTAL_LABELS:
-        amount = WriteOnlyCell(sheet, value=_yuan(summary[key]))
+        amount = WriteOnlyCell(sheet, value=yuan_decimal(summary[key]))
         amount.number_format = MONEY
         sheet.append([_bold(sheet, label), None, None, amount])
     out = io.BytesIO()

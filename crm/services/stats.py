@@ -4,13 +4,13 @@ import datetime
 import logging
 import threading
 import time
-from decimal import Decimal
 
 from peewee import JOIN, SQL, Case, fn
 
 from crm.db import db
 from crm.errors import NotFound, ValidationError
 from crm.models import Card, CardRecord, ConsumeRecord, Customer, CustomerType, User, now
+from crm.money import yuan_decimal
 from crm.services import excel, ledger, statements
 
 log = logging.getLogger(__name__)
@@ -230,19 +230,15 @@ def dashboard(start, end):
         return figures
 
 
-def _y(fen):
-    """Fen as yuan for an Excel cell (exact: a Decimal, never a float)."""
-    return Decimal(fen) / 100
-
-
 # The dashboard's charts: key → (title, column headers, rows of the dashboard's data).
 CHARTS = {
     "daily": ("每日充值与消费", ("日期", "充值", "消费"),
-              lambda d: [(r["day"], _y(r["recharge"]), _y(r["consume"])) for r in d["daily"]]),
+              lambda d: [(r["day"], yuan_decimal(r["recharge"]), yuan_decimal(r["consume"]))
+                         for r in d["daily"]]),
     "by_type": ("各客户类型消费", ("客户类型", "消费"),
-                lambda d: [(r["type"], _y(r["amount"])) for r in d["by_type"]]),
+                lambda d: [(r["type"], yuan_decimal(r["amount"])) for r in d["by_type"]]),
     "top": ("消费前十的客户", ("客户", "电话", "消费"),
-            lambda d: [(r["name"], r["phone"], _y(r["amount"])) for r in d["top"]]),
+            lambda d: [(r["name"], r["phone"], yuan_decimal(r["amount"])) for r in d["top"]]),
     "activity": ("客户活跃度", ("最近到店", "客户数"),
                  lambda d: [(r["label"], r["customers"]) for r in d["activity"]]),
 }
@@ -313,7 +309,7 @@ def closing_xlsx(day, operator_id=None):
              + (f"（{ledger.BUSINESS_TYPES.get(line['reverses_type'], '')}）"
                 if line["reverses_type"] else ""),
              ledger.PAYMENT_METHODS.get(line["payment_method"], ""), line["count"],
-             _y(line["amount"])) for line in result["lines"]]
-    rows.append(("应收现金", "", "", _y(result["cash"])))
+             yuan_decimal(line["amount"])) for line in result["lines"]]
+    rows.append(("应收现金", "", "", yuan_decimal(result["cash"])))
     data = excel.write_table(f"日结 {day}", ("业务", "支付方式", "笔数", "金额"), rows)
     return f"日结_{day}.xlsx", data

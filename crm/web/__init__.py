@@ -71,6 +71,13 @@ def period_arg():
     return statements.parse_period(args.get("start"), args.get("end"), args.get("preset"))
 
 
+def closing_args():
+    """The daily closing's day and operator in the query string; web and API alike."""
+    from crm.services import stats
+
+    return stats.parse_day(request.args.get("day")), int_arg("operator_id")
+
+
 def int_arg(name, default=None):
     """A whole-number query parameter; anything else is the default (a hand-edited address)."""
     value = request.args.get(name, "")

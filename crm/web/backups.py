@@ -14,6 +14,19 @@ def folder():
     return current_app.config["BACKUP_DIR"]
 
 
+def backup_file(name):
+    """The backup file itself as a download (a backup's name only, never a path); page and API."""
+    return send_file(backups.path_of(folder(), name), as_attachment=True, download_name=name,
+                     mimetype="application/zip")
+
+
+def received_upload():
+    """The backup file in the request's `file` field, kept and checked: (name, Checked)."""
+    upload = request.files.get("file")
+    return backups.receive_upload(folder(), upload.filename if upload else "",
+                                  upload.read() if upload else b"")
+
+
 def restore_with_confirmation(name, confirmation, recovery_key=""):
     """Restore after the shop's name was typed; keep another PC's ledger key if one was given.
     Shared by the page and the API."""
@@ -69,18 +82,15 @@ def create():
 @admin_required
 def download(name):
     """Download a backup (to carry it away on a USB stick)."""
-    return send_file(backups.path_of(folder(), name), as_attachment=True, download_name=name,
-                     mimetype="application/zip")
+    return backup_file(name)
 
 
 @bp.route("/upload", methods=["POST"])
 @admin_required
 def upload():
     """Bring in a backup file (from a USB stick); it is checked before it can be restored."""
-    upload = request.files.get("file")
     try:
-        name, checked = backups.receive_upload(folder(), upload.filename if upload else "",
-                                               upload.read() if upload else b"")
+        name, checked = received_upload()
     except CrmError as error:
         flash(error.message, "danger")
         return _page(error.status)

@@ -5,7 +5,7 @@ from flask import Blueprint, Response, current_app, render_template, request
 from crm.models import User
 from crm.money import format_fen
 from crm.services import cards, ledger, statement_export, statements, stats
-from crm.web import int_arg, period_arg, requires
+from crm.web import closing_args, int_arg, period_arg, requires
 from crm.web.customers import xlsx_response
 
 bp = Blueprint("reports", __name__)
@@ -77,15 +77,11 @@ def chart_xlsx(chart):
     return xlsx_response(data, filename)
 
 
-def _closing_args():
-    return stats.parse_day(request.args.get("day")), int_arg("operator_id")
-
-
 @bp.route("/closing")
 @requires("statistics")
 def closing():
     """日结 / 交班: the day's takings for the shop or one operator; printable."""
-    day, operator_id = _closing_args()
+    day, operator_id = closing_args()
     return render_template("reports/closing.html", result=stats.closing(day, operator_id),
                            users=User.select().order_by(User.username),
                            types=ledger.BUSINESS_TYPES, methods=ledger.PAYMENT_METHODS)
@@ -95,5 +91,5 @@ def closing():
 @requires("statistics", "export")
 def closing_xlsx():
     """The day's closing as Excel."""
-    filename, data = stats.closing_xlsx(*_closing_args())
+    filename, data = stats.closing_xlsx(*closing_args())
     return xlsx_response(data, filename)
