@@ -184,7 +184,6 @@ def backup_command():
 def restore_command(file, recovery_key_file, yes):
     """Restore a backup file: it is checked first, the current data is backed up, then replaced
     in one transaction (all or nothing), and the ledger is verified."""
-    from crm import config as crm_config
     from crm.services import backups
 
     config = current_app.config
@@ -202,8 +201,6 @@ def restore_command(file, recovery_key_file, yes):
                                      key=key.encode("utf-8") if key else None)
         except CrmError as error:
             raise click.ClickException(error.message) from None
-    if key:
-        crm_config.set_value(current_app.instance_path, "LEDGER_KEY", key)
     safety = backups.check(Path(result["safety_path"]))
     click.echo(f"恢复前的数据已另存并核对{'无误' if safety.ok else '未通过：' + '；'.join(safety.problems)}")
     click.echo(f"已恢复（恢复前的数据另存为 {result['safety_backup']}）；账本校验："

@@ -94,7 +94,8 @@ def ensure_config_file(folder):
 def load(folder, overrides=None):
     """Return the settings for the instance in `folder`, creating its config file if needed."""
     settings = dict(DEFAULTS)
-    with open(ensure_config_file(folder), "rb") as fh:
+    path = ensure_config_file(folder)
+    with open(path, "rb") as fh:
         settings.update({k.upper(): v for k, v in tomllib.load(fh).items()})
     for key in set(settings) | set(SECRET_KEYS):
         env = os.environ.get("CRM_" + key)
@@ -109,7 +110,20 @@ def load(folder, overrides=None):
         if not settings.get(key):
             raise RuntimeError(f"{key} is missing from {folder / CONFIG_NAME}")
     settings["INSTANCE_PATH"] = str(folder)
+    # A ledger key read from the file follows the file (a restore in another server process of
+    # this instance may change it); one fixed by the environment or the caller stays fixed.
+    from_file = "CRM_LEDGER_KEY" not in os.environ and "LEDGER_KEY" not in (overrides or {})
+    settings["LEDGER_KEY_FILE"] = str(path) if from_file else ""
     return settings
+
+
+def read_value(path, key):
+    """One setting as the config file at `path` holds it now ("" when missing or unreadable)."""
+    try:
+        with open(path, "rb") as fh:
+            return str({k.upper(): v for k, v in tomllib.load(fh).items()}.get(key, ""))
+    except (OSError, tomllib.TOMLDecodeError):
+        return ""
 
 
 def set_value(folder, key, value):

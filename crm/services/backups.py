@@ -293,10 +293,11 @@ def _rows(archive, table, manifest):
                           code="backup_corrupt")
 
 
-def _load(database, source, fresh=False):
+def _load(database, source, fresh=False, before_commit=None):
     """Replace every carried table of `database` with the rows from `source` — an iterable of
     (model, columns, rows) — in one transaction: all or nothing. `fresh`: a new, empty scratch
-    database (perhaps at an older schema, without t_restore_mode), nothing to empty."""
+    database (perhaps at an older schema, without t_restore_mode), nothing to empty.
+    `before_commit()` runs last inside the transaction; if it fails, nothing is replaced."""
     mysql = crm_db.is_mysql(database)
     param = database.param
     with database.atomic():
@@ -336,6 +337,8 @@ def _load(database, source, fresh=False):
                 with database.bind_ctx([CustomerGram, Customer]):
                     CustomerGram.follow(indexed)
                 database.execute_sql("DELETE FROM t_restore_mode")
+            if before_commit is not None:
+                before_commit()
         finally:
             if mysql:
                 database.execute_sql("SET UNIQUE_CHECKS = 1")
@@ -524,20 +527,28 @@ def restore(folder, name, actor=None, shop_name="", key=None):
     # The safety copy's checksums are taken as it is written; its full read-back check runs
     # after the restore (check_later), so the shop is not kept waiting for it.
     safety = create(folder, kind="safety", shop_name=shop_name, actor=actor, check_now=False)
-    if direct:
-        with maintenance_lock(database), zipfile.ZipFile(path) as archive:
-            _load(database, _from_zip(archive, manifest, database))
-    else:
-        scratch = crm_db.database_from_url(f"sqlite:///{checked.scratch}")
-        try:
-            with maintenance_lock(database), scratch.connection_context():
-                _load(database, _from_database(scratch))
-        finally:
-            crm_db.close_all(scratch)
-            shutil.rmtree(Path(checked.scratch).parent, ignore_errors=True)
+    # Another PC's backup: from the commit on, every server process of this instance seals with
+    # that shop's key. The key is switched inside the transaction, so no process can seal a
+    # restored chain with the old key; it is switched back if the restore does not commit.
+    replaced = []
+    switch = (lambda: replaced.append(ledger.adopt_key(key))) if key is not None else None
+    try:
+        if direct:
+            with maintenance_lock(database), zipfile.ZipFile(path) as archive:
+                _load(database, _from_zip(archive, manifest, database), before_commit=switch)
+        else:
+            scratch = crm_db.database_from_url(f"sqlite:///{checked.scratch}")
+            try:
+                with maintenance_lock(database), scratch.connection_context():
+                    _load(database, _from_database(scratch), before_commit=switch)
+            finally:
+                crm_db.close_all(scratch)
+                shutil.rmtree(Path(checked.scratch).parent, ignore_errors=True)
+    except BaseException:
+        if replaced:
+            ledger.adopt_key(replaced[0])
+        raise
     report = ledger.verify(key=key)
-    if key is not None:
-        ledger.Settings.key = key  # from now on this instance seals with the shop's own key
     if actor is not None:
         # The restored users may no longer include the one who restored: keep the name anyway.
         user = actor.user if actor.user and User.get_or_none(User.id == actor.user.id) else None

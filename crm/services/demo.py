@@ -136,7 +136,7 @@ def _card_history(rng, card_id, customer_id, operator_id, count, times, first_id
     from crm.services import ledger
 
     paid = bonus = 0
-    head, records, sales = "", [], []
+    head, records, sales, key = "", [], [], ledger.current_key()
     for seq in range(1, count + 1):
         when = times[seq - 1]
         if seq == 1 or paid + bonus < 3000 or rng.random() < 0.3:
@@ -163,7 +163,7 @@ def _card_history(rng, card_id, customer_id, operator_id, count, times, first_id
                      "payment_method": method, "reverses": reverses, "operator": operator_id,
                      "request_id": "", "remark": f"冲正 #{reverses}：顾客退单" if reverses else "",
                      "created_at": when, "prev_hash": head}
-            entry["hash"] = head = ledger.seal(entry, head)
+            entry["hash"] = head = ledger.seal(entry, head, key)
             entry["id"] = first_id + len(records)
             records.append(entry)
             if kind in ("consume", "reversal"):  # a reversal's sale row is the negative one

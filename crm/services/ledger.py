@@ -13,14 +13,17 @@ Every movement is one transaction that
 import hashlib
 import hmac
 import json
+import os
 import re
 from collections import namedtuple
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from peewee import IntegrityError
 
+from crm import config as crm_config
 from crm.db import db
-from crm.errors import Conflict, NotFound, ValidationError
+from crm.errors import Conflict, CrmError, NotFound, ValidationError
 from crm.models import Card, CardRecord, now
 from crm.money import format_yuan
 
@@ -38,6 +41,8 @@ class Settings:
     """The money rules in force; the app sets them from its configuration at start."""
 
     key = b""
+    key_file = ""  # the instance config file the key was read from ("" : fixed by env or test)
+    key_stamp = None  # that file's (inode, mtime) when the key was read
     max_amount = 5_000_000
     consume_order = "paid_first"
 
@@ -45,11 +50,55 @@ class Settings:
 def configure(config):
     """Take the ledger key and money rules from the app configuration."""
     Settings.key = str(config["LEDGER_KEY"]).encode("utf-8")
+    Settings.key_file = config.get("LEDGER_KEY_FILE", "")
+    Settings.key_stamp = _file_stamp(Settings.key_file)
     Settings.max_amount = int(config["MAX_AMOUNT_FEN"])
     order = config.get("CONSUME_ORDER", "paid_first")
     if order not in CONSUME_ORDERS:
         raise ValueError(f"CONSUME_ORDER must be one of {', '.join(CONSUME_ORDERS)}")
     Settings.consume_order = order
+
+
+def _file_stamp(path):
+    """(inode, mtime) of a file, None when it cannot be read; every rewrite of the config file
+    (a new file put in place) changes it."""
+    if not path:
+        return None
+    try:
+        found = os.stat(path)
+    except OSError:
+        return None
+    return found.st_ino, found.st_mtime_ns
+
+
+def current_key():
+    """The ledger key in force. Several server processes share one instance folder: when another
+    of them restored a backup with another PC's key, it wrote that key into the config file
+    (before its restore committed), and this process picks it up here, before it seals anything
+    on the restored chains. One stat() per money movement."""
+    if Settings.key_file:
+        stamp = _file_stamp(Settings.key_file)
+        if stamp is not None and stamp != Settings.key_stamp:
+            key = crm_config.read_value(Settings.key_file, "LEDGER_KEY")
+            if key:
+                Settings.key = key.encode("utf-8")
+            Settings.key_stamp = stamp
+    return Settings.key
+
+
+def adopt_key(key):
+    """Seal with `key` from now on, in this process and, through the instance config file, in
+    every other server process of this instance. Returns the key it replaced."""
+    previous = current_key()
+    if Settings.key_file:
+        try:
+            crm_config.set_value(Path(Settings.key_file).parent, "LEDGER_KEY", key.decode("utf-8"))
+        except OSError as error:
+            raise CrmError(f"无法把账本密钥写入配置文件 {Settings.key_file}（{error.strerror}），"
+                           "未做任何改动", code="config_not_writable", status=409) from None
+        Settings.key_stamp = _file_stamp(Settings.key_file)
+    Settings.key = key
+    return previous
 
 
 # --- the chain ----------------------------------------------------------------------------------
@@ -73,7 +122,7 @@ def _stamp(value):
 
 def seal(entry, prev_hash, key=None):
     """The HMAC-SHA256 (hex) of an entry linked to the previous entry's hash."""
-    return hmac.new(key or Settings.key, _message(entry, prev_hash), hashlib.sha256).hexdigest()
+    return hmac.new(key or current_key(), _message(entry, prev_hash), hashlib.sha256).hexdigest()
 
 
 def _record_fields(record):
@@ -212,6 +261,7 @@ def post(card_id, customer_id, total, split, actor, request_id="", allowed=ACTIV
     # The row we now hold locked.
     card_no, money, paid, bonus, seq, prev_hash = run(sql.locked_card, (card_id,)).fetchone()
     lines = split(paid, bonus)
+    key = current_key()
     if sum(line.amount for line in lines) != total:
         raise AssertionError("ledger lines do not add up to the movement")
     records = []
@@ -229,7 +279,7 @@ def post(card_id, customer_id, total, split, actor, request_id="", allowed=ACTIV
                  "payment_method": line.payment_method, "reverses": line.reverses,
                  "operator": actor.user.id, "request_id": request_id, "remark": line.remark,
                  "created_at": stamp, "prev_hash": prev_hash}
-        entry["hash"] = prev_hash = seal(entry, prev_hash)
+        entry["hash"] = prev_hash = seal(entry, prev_hash, key)
         values = [entry[k] for k in ("card", "customer", "seq", "business_type", "amount",
                                      "paid_delta", "bonus_delta", "balance_after", "paid_after",
                                      "bonus_after", "payment_method", "reverses", "operator",
@@ -247,14 +297,14 @@ def open_with_balances(openings, actor, stamp):
     """Opening balances (期初) for cards created in the caller's transaction and never used yet:
     one sealed `opening` entry each, written in bulk. `openings` maps card id → (customer id,
     fen). Only for brand-new cards: nobody else can hold them, so no conditional update is needed."""
-    records = []
+    records, key = [], current_key()
     for card_id, (customer_id, amount) in openings.items():
         entry = {"card": card_id, "customer": customer_id, "seq": 1, "business_type": "opening",
                  "amount": amount, "paid_delta": amount, "bonus_delta": 0,
                  "balance_after": amount, "paid_after": amount, "bonus_after": 0,
                  "payment_method": "", "reverses": None, "operator": actor.user.id,
                  "request_id": "", "remark": "期初余额（导入）", "created_at": stamp, "prev_hash": ""}
-        entry["hash"] = seal(entry, "")
+        entry["hash"] = seal(entry, "", key)
         records.append(entry)
         (Card.update(money=amount, paid_money=amount, entry_count=1, chain_head=entry["hash"])
          .where((Card.id == card_id) & (Card.entry_count == 0)).execute())
@@ -377,6 +427,7 @@ def verify(card_ids=None, database=None, key=None):
     `key` another shop's ledger key (a backup from another PC).
     Plain rows, not model objects: a million entries are checked in seconds, not minutes."""
     database = database or db.obj
+    key = key or current_key()
     report = Report()
     where = ""
     params = ()
@@ -416,7 +467,7 @@ def verify(card_ids=None, database=None, key=None):
 def key_fingerprint(key=None):
     """A short fingerprint of the ledger key, to tell whether two instances share it (the key
     itself never leaves the config file)."""
-    return hmac.new(key or Settings.key, b"crm ledger key check", hashlib.sha256).hexdigest()[:16]
+    return hmac.new(key or current_key(), b"crm ledger key check", hashlib.sha256).hexdigest()[:16]
 
 
 def verify_and_audit(actor):

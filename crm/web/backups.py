@@ -1,7 +1,6 @@
 """备份与恢复 (admin): back up now, list, download, upload, restore with a typed confirmation."""
 from flask import Blueprint, current_app, flash, redirect, render_template, request, send_file, url_for
 
-from crm import config
 from crm.errors import CrmError, ValidationError
 from crm.services import backups, ledger
 from crm.web import actor, admin_required
@@ -42,8 +41,7 @@ def restore_with_confirmation(name, confirmation, recovery_key=""):
         key = key.encode("utf-8")
     result = backups.restore(folder(), name, actor=actor(), shop_name=shop, key=key)
     backups.check_later(result.pop("safety_path"))
-    if key is not None:
-        config.set_value(current_app.instance_path, "LEDGER_KEY", key.decode("utf-8"))
+    if key is not None:  # the restore wrote it into the instance config file
         current_app.config["LEDGER_KEY"] = key.decode("utf-8")
     return result
 

@@ -1,0 +1,118 @@
+"""Several server processes on one instance folder and one database: what one process changes
+outside the database (the ledger key after a restore) reaches the others before they move money."""
+import http.client
+import json
+import shutil
+import signal
+import socket
+import uuid
+from pathlib import Path
+
+from crm import create_app
+from crm.launcher import spawn
+from crm.services import backups
+from tests.conftest import PASSWORD
+from tests.ledger_helpers import make_shop, run
+
+
+def free_port():
+    """A loopback port nobody listens on."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Api:
+    """A logged-in API client of one server."""
+
+    def __init__(self, port, username):
+        self.port = port
+        self.token = None
+        self.token = self.call("POST", "/api/v1/login",
+                               {"username": username, "password": PASSWORD})[1]["token"]
+
+    def call(self, method, path, body=None, key=None):
+        """(status, JSON answer) of one request."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=120)
+        headers = {"Content-Type": "application/json"}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        if key:
+            headers["Idempotency-Key"] = key
+        conn.request(method, path, json.dumps(body) if body is not None else None, headers)
+        resp = conn.getresponse()
+        answer = json.loads(resp.read() or b"null")
+        conn.close()
+        return resp.status, answer
+
+
+def test_a_restore_with_another_pcs_key_reaches_every_server_process(app, database_url, tmp_path):
+    """A new PC (its own key) runs two server processes on one database. One restores the old
+    PC's backup with the old key; money then moved through the other process is sealed with the
+    old key too, so the whole ledger verifies; without the hand-over it would not."""
+    shop = make_shop(app)
+    card_id = shop.open_card(amount=50000, bonus=0)
+    old_key = app.config["LEDGER_KEY"]
+    made = run(app, lambda: backups.create(Path(app.config["BACKUP_DIR"]), "manual", "店", None))
+    new_home = tmp_path / "new-pc"
+    new_app = create_app({"INSTANCE_PATH": str(new_home), "DATABASE_URL": database_url,
+                          "TESTING": True})
+    assert new_app.config["LEDGER_KEY"] != old_key
+    Path(new_app.config["BACKUP_DIR"]).mkdir(parents=True)
+    shutil.copy(Path(app.config["BACKUP_DIR"]) / made["name"], new_app.config["BACKUP_DIR"])
+
+    env = {"CRM_HOME": str(new_home), "CRM_DATABASE_URL": database_url,
+           "CRM_BCRYPT_ROUNDS": "4", "CRM_SHOP_NAME": "店", "CRM_SCHEDULER": "0"}
+    ports = [free_port(), free_port()]
+    servers = [spawn(env, port) for port in ports]
+    try:
+        first = Api(ports[0], "boss")
+        status, answer = first.call("POST", f"/api/v1/backups/{made['name']}/restore",
+                                    {"confirm": "店", "recovery_key": old_key})
+        assert status == 200 and answer["ledger_ok"], answer
+        second = Api(ports[1], "ann")  # a restore ends every login
+        for amount in ("12.34", "0.66"):
+            status, answer = second.call("POST", f"/api/v1/cards/{card_id}/consume",
+                                         {"amount": amount}, key=uuid.uuid4().hex)
+            assert status == 201, answer
+        assert answer["balance"] == "487.00"
+        for api in (Api(ports[0], "boss"), Api(ports[1], "boss")):
+            status, report = api.call("GET", "/api/v1/ledger/verify")
+            assert status == 200 and report["ok"] and report["problems"] == [], report
+    finally:
+        for server in servers:
+            server.send_signal(signal.SIGINT)
+            server.wait(timeout=20)
+
+
+def test_a_restore_whose_key_cannot_be_written_changes_nothing(app, tmp_path, monkeypatch):
+    """The key is written inside the restore's transaction: when the config file cannot take
+    it, the restore is refused with a clear message, the data and the key in force stay."""
+    from crm import config as crm_config
+    from crm.errors import CrmError
+    from crm.services import ledger
+
+    shop = make_shop(app)
+    card_id = shop.open_card(amount=50000, bonus=0)
+    folder = Path(app.config["BACKUP_DIR"])
+    made = run(app, lambda: backups.create(folder, "manual", "店", None))
+    spent = shop.open_card(amount=700, bonus=0)  # after the backup: a restore would drop it
+    shop_key = ledger.current_key()
+    ledger.adopt_key(b"this-pc-has-a-key-of-its-own-0123")  # a new PC, in this test's terms
+    before = shop.counts()
+
+    def refuse(*args):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(crm_config, "set_value", refuse)
+    try:
+        run(app, lambda: backups.restore(folder, made["name"], shop_name="店", key=shop_key))
+    except CrmError as error:
+        assert error.code == "config_not_writable" and "配置文件" in error.message
+        assert error.status == 409
+    else:
+        raise AssertionError("the restore must be refused")
+    assert shop.counts() == before and spent in [c[0] for c in before[2]]
+    assert ledger.current_key() == b"this-pc-has-a-key-of-its-own-0123"
+    assert shop.card(card_id).money == 50000
+    assert shop.do(lambda: ledger.verify(key=shop_key)).ok
