@@ -1,5 +1,6 @@
 """客户关系管理及数据分析系统 — the app factory."""
 import logging
+import os
 import secrets
 from logging.handlers import RotatingFileHandler
 from pathlib import Path
@@ -72,10 +73,14 @@ def create_app(test_config=None):
 
 
 def _log_to_instance(app, folder):
-    """Log to instance/logs/crm.log, rotated at 5 MB, ten files kept."""
+    """Log to instance/logs/crm.log, rotated at 5 MB, ten files kept. With several server
+    processes each has its own file (crm.log, crm-2.log, …): one file rotated by two processes
+    loses lines."""
     logs = folder / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    handler = RotatingFileHandler(logs / "crm.log", maxBytes=5 * 1024 * 1024, backupCount=10,
+    worker = int(os.environ.get("CRM_WORKER", "0") or 0)
+    name = "crm.log" if worker == 0 else f"crm-{worker + 1}.log"
+    handler = RotatingFileHandler(logs / name, maxBytes=5 * 1024 * 1024, backupCount=10,
                                   encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()

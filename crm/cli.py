@@ -32,7 +32,7 @@ def run_command(host, port, no_browser, no_supervisor):
     if not no_supervisor and os.environ.get("CRM_SUPERVISED") != "1":
         args = [*(["--host", host] if host else []), *(["--port", str(port)] if port else []),
                 *(["--no-browser"] if no_browser else [])]
-        sys.exit(launcher.supervise(args, app.instance_path))
+        sys.exit(launcher.supervise(args, app, host, port))
     sys.exit(launcher.run(app, host=host, port=port, open_browser=False if no_browser else None))
 
 

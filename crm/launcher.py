@@ -10,6 +10,8 @@ import urllib.request
 import webbrowser
 from pathlib import Path
 
+from crm import db as crm_db
+
 log = logging.getLogger("crm.launcher")
 
 
@@ -97,8 +99,8 @@ def _quiet_console():
 
 
 def console_filter(record):
-    """Keep waitress's chatter ("Task queue depth is N") and peewee's out of the console."""
-    return not record.name.startswith(("waitress", "peewee"))
+    """Keep waitress's chatter ("Task queue depth is N"), peewee's and APScheduler's out of the console."""
+    return not record.name.startswith(("waitress", "peewee", "apscheduler"))
 
 
 def _stop_on_sigterm():
@@ -115,37 +117,51 @@ def run(app, host=None, port=None, open_browser=None):
     """Serve `app` until Ctrl+C; if one is already running on the port, open the browser on it."""
     from waitress import create_server
 
-    from crm import db as crm_db
     from crm.services import users as user_service
 
     host = host or app.config["HOST"]
     port = int(port or app.config["PORT"])
     open_browser = app.config["OPEN_BROWSER"] if open_browser is None else open_browser
     local_url = f"http://127.0.0.1:{port}/"
-    _quiet_console()
+    # One of several server processes: the supervisor checked the port and listens for all;
+    # the first process (worker 0) is the one that talks, schedules and warms up.
+    inherited = os.environ.get("CRM_LISTEN_FD")
+    first = os.environ.get("CRM_WORKER", "0") == "0"
+    say = _say if first else log.info
+    if first:
+        _quiet_console()
+    if os.environ.get("CRM_SUPERVISED") == "1":
+        _end_with_supervisor()
 
-    if running_instance(port):
-        _say(f"客户关系管理系统已经在运行：{local_url}")
-        if open_browser:
-            webbrowser.open(local_url)
-        return 0
-    if not port_free(host, port):
-        _say(f"端口 {port} 已被其他程序占用。请关闭该程序，或在配置文件中修改 PORT 后重试。")
-        return 1
+    if inherited is None:
+        if running_instance(port):
+            _say(f"客户关系管理系统已经在运行：{local_url}")
+            if open_browser:
+                webbrowser.open(local_url)
+            return 0
+        if not port_free(host, port):
+            _say(f"端口 {port} 已被其他程序占用。请关闭该程序，或在配置文件中修改 PORT 后重试。")
+            return 1
 
     database = app.extensions["crm_db"]
-    _say("正在连接数据库…")
+    say("正在连接数据库…")
     if not crm_db.wait_for(database, 60):
         _say("无法连接数据库，请检查 DATABASE_URL 设置和数据库服务是否已启动。")
         return 1
-    crm_db.migrate(database)
+    crm_db.migrate(database)  # every worker: the lock makes the others wait for the first
 
     from crm import scheduler
 
-    write_pid(app.instance_path)
-    jobs = scheduler.start(app)
-    server = create_server(app, host=host, port=port, threads=app.config["THREADS"],
+    if first:
+        write_pid(app.instance_path)
+    jobs = scheduler.start(app) if first else None  # one process of an instance schedules
+    where = ({"sockets": [socket.socket(fileno=int(inherited))]} if inherited is not None
+             else {"host": host, "port": port})
+    server = create_server(app, **where, threads=app.config["THREADS"],
                            ident="crm", connection_limit=200, channel_timeout=120)
+    if not first:
+        log.info("server process %s of this instance serving", os.environ.get("CRM_WORKER"))
+        return _serve(server, jobs)
     _say("客户关系管理系统已启动。")
     _say(f"  本机访问：{local_url}")
     for address in lan_addresses() if host in ("0.0.0.0", "") else []:
@@ -158,20 +174,66 @@ def run(app, host=None, port=None, open_browser=None):
     _say("  按 Ctrl+C 停止服务。")
     if open_browser:
         threading.Timer(1.0, webbrowser.open, args=(local_url,)).start()
-    _stop_on_sigterm()
     if app.config["STATS_CACHE_SECONDS"] > 0:
         from crm.services import stats
 
         stats.warm_up(database)
+    code = _serve(server, jobs)
+    _say("服务已停止。")
+    return code
+
+
+def _serve(server, jobs):
+    """Serve until Ctrl+C or SIGTERM; then stop the scheduler and close the server."""
+    _stop_on_sigterm()
     try:
         server.run()
     except KeyboardInterrupt:
         pass
     finally:
-        jobs.shutdown(wait=False)
+        if jobs is not None:
+            jobs.shutdown(wait=False)
         server.close()
-        _say("服务已停止。")
     return 0
+
+
+def _end_with_supervisor():
+    """A supervised server process ends when its supervisor is gone (killed, crashed), so that
+    no orphan keeps the port and a new start finds it free (POSIX: the parent id changes)."""
+    if os.name == "nt":
+        return
+    # The supervisor's id from the supervisor itself: it may already be gone by now.
+    parent = int(os.environ.get("CRM_SUPERVISOR_PID") or os.getppid())
+
+    def watch():
+        import time
+
+        while os.getppid() == parent:
+            time.sleep(1)
+        log.warning("the supervisor is gone; stopping")
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, daemon=True, name="supervisor-watch").start()
+
+
+def worker_count(config, database):
+    """How many server processes serve the shop. WORKERS, or 0 for one per core (at most 4).
+    Always one on SQLite (one writer at a time: more processes only wait on each other) and on
+    Windows (the listening socket is handed to the processes by POSIX inheritance)."""
+    if not crm_db.is_mysql(database) or os.name == "nt":
+        return 1
+    wanted = int(config.get("WORKERS", 0))
+    return wanted if wanted > 0 else max(1, min(os.cpu_count() or 1, 4))
+
+
+def listen(host, port):
+    """The listening socket the supervisor opens once and hands to every server process."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as waitress does on POSIX
+    sock.bind((host or "0.0.0.0", port))
+    sock.listen(1024)
+    sock.set_inheritable(True)
+    return sock
 
 
 # --- the supervisor ---------------------------------------------------------------------------
@@ -180,14 +242,16 @@ RESTART_LIMIT = 5  # restarts within RESTART_WINDOW seconds before giving up (a 
 RESTART_WINDOW = 60
 
 
-def supervise(args, instance):
-    """Run the server in a child process and start it again within a second whenever it dies
-    (crash, killed, out of memory), so a shop needs nobody to restart it. Ctrl+C or SIGTERM stop
-    both. Exit status 0 or 1 from the child (stopped, already running, could not start) ends it."""
+def supervise(args, app, host=None, port=None):
+    """Run the server in child processes (`worker_count`) and start one again within a second
+    whenever it dies (crash, killed, out of memory), so a shop needs nobody to restart it.
+    Ctrl+C or SIGTERM stop all. Exit status 0 or 1 from a child (stopped, already running, could
+    not start) ends them all. With several processes the supervisor checks the port and listens
+    once; the children share that socket and the kernel spreads the connections over them."""
     import subprocess
     import time
 
-    log_dir = Path(instance) / "logs"
+    log_dir = Path(app.instance_path) / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     log_file = log_dir / "supervisor.log"
 
@@ -196,43 +260,76 @@ def supervise(args, instance):
         with open(log_file, "a", encoding="utf-8") as handle:
             handle.write(f"{stamp} {text}\n")
 
-    env = dict(os.environ, CRM_SUPERVISED="1")
+    env = dict(os.environ, CRM_SUPERVISED="1", CRM_SUPERVISOR_PID=str(os.getpid()))
+    # One setup code for every process: the one printed is the one every process accepts.
     env.setdefault("CRM_SETUP_CODE", f"{int.from_bytes(os.urandom(4), 'big') % 10**6:06d}")
-    restarts, recent, child = 0, [], None
+    count, listener = worker_count(app.config, app.extensions["crm_db"]), None
+    if count > 1:
+        host = host or app.config["HOST"]
+        port = int(port or app.config["PORT"])
+        if running_instance(port):
+            _say(f"客户关系管理系统已经在运行：http://127.0.0.1:{port}/")
+            if "--no-browser" not in args and app.config["OPEN_BROWSER"]:
+                webbrowser.open(f"http://127.0.0.1:{port}/")
+            return 0
+        if not port_free(host, port):
+            _say(f"端口 {port} 已被其他程序占用。请关闭该程序，或在配置文件中修改 PORT 后重试。")
+            return 1
+        listener = listen(host, port)
+        env["CRM_LISTEN_FD"] = str(listener.fileno())
+    restarts, recent, children = 0, [], [None] * count
     stopping = threading.Event()
 
     def stop(signum, frame):
         stopping.set()
-        if child is not None and child.poll() is None:
-            child.send_signal(signal.SIGINT if os.name != "nt" else signal.SIGTERM)
+        for child in children:
+            if child is not None and child.poll() is None:
+                child.send_signal(signal.SIGINT if os.name != "nt" else signal.SIGTERM)
+
+    def start(index):
+        quiet = ["--no-browser"] if (restarts or index) and "--no-browser" not in args else []
+        child = subprocess.Popen([sys.executable, "-m", "crm.cli", "run", *args, *quiet],
+                                 env=dict(env, CRM_RESTARTS=str(restarts), CRM_WORKER=str(index)),
+                                 pass_fds=(listener.fileno(),) if listener else ())
+        note(f"server {index} started, pid {child.pid}, restarts so far {restarts}")
+        return child
 
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
-    while True:
-        child_args = list(args) + (["--no-browser"] if restarts else [])
-        child = subprocess.Popen([sys.executable, "-m", "crm.cli", "run", *child_args],
-                                 env=dict(env, CRM_RESTARTS=str(restarts)))
-        note(f"server started, pid {child.pid}, restarts so far {restarts}")
+    for index in range(count):
+        children[index] = start(index)
+    try:
         while True:
-            try:
-                code = child.wait(timeout=1)
-                break
-            except subprocess.TimeoutExpired:
+            time.sleep(0.2)
+            ended = [(i, c.poll()) for i, c in enumerate(children) if c.poll() is not None]
+            if not ended:
                 continue
-        if stopping.is_set() or code in (0, 1):
-            note(f"server stopped (exit status {code})")
-            return 0 if stopping.is_set() else code
-        now_ = time.monotonic()
-        recent = [t for t in recent if now_ - t < RESTART_WINDOW] + [now_]
-        reason = f"signal {-code}" if code < 0 else f"exit status {code}"
-        if len(recent) > RESTART_LIMIT:
-            note(f"server died ({reason}) {len(recent)} times in a minute; giving up")
-            _say(f"服务进程一分钟内反复退出（{reason}），已停止重启。请查看 {log_dir} 中的日志。")
-            return 2
-        restarts += 1
-        note(f"server died ({reason}); restarting ({restarts})")
-        _say(f"服务进程意外退出（{reason}），正在自动重启…")
-        time.sleep(0.5)
+            index, code = ended[0]
+            if stopping.is_set() or code in (0, 1):
+                result = 0 if stopping.is_set() else code
+                stop(None, None)
+                for child in children:
+                    child.wait()
+                note(f"server stopped (exit status {code})")
+                return result
+            now_ = time.monotonic()
+            recent = [t for t in recent if now_ - t < RESTART_WINDOW] + [now_]
+            reason = f"signal {-code}" if code < 0 else f"exit status {code}"
+            if len(recent) > RESTART_LIMIT:
+                note(f"server died ({reason}) {len(recent)} times in a minute; giving up")
+                _say(f"服务进程一分钟内反复退出（{reason}），已停止重启。请查看 {log_dir} 中的日志。")
+                stop(None, None)
+                for child in children:
+                    child.wait()
+                return 2
+            restarts += 1
+            note(f"server {index} died ({reason}); restarting ({restarts})")
+            _say(f"服务进程意外退出（{reason}），正在自动重启…")
+            time.sleep(0.5)
+            children[index] = start(index)
+    finally:
+        if listener is not None:
+            listener.close()
 
 
 def write_pid(instance):

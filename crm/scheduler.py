@@ -33,6 +33,8 @@ def start(app, first_check_seconds=60):
     start, so that the first pages after a start are not slowed by a backup."""
     scheduler = BackgroundScheduler(daemon=True)
     if app.config.get("SCHEDULER", True):
+        log.info("nightly backup scheduled (check every 10 minutes, due at %s)",
+                 app.config["BACKUP_TIME"])
         scheduler.add_job(nightly_backup, "interval", minutes=10, args=(app,),
                           id="nightly_backup", max_instances=1, coalesce=True,
                           next_run_time=datetime.datetime.now()

@@ -133,4 +133,4 @@ def test_supervisor_restarts_a_killed_server_on_the_same_port(server):
         raise AssertionError("the server did not come back within 10 s")
     assert time.monotonic() - started < 10
     log = (home / "logs" / "supervisor.log").read_text(encoding="utf-8")
-    assert "server died (signal 9); restarting (1)" in log
+    assert "server 0 died (signal 9); restarting (1)" in log

@@ -2,17 +2,25 @@
 outside the database (the ledger key after a restore) reaches the others before they move money."""
 import http.client
 import json
+import os
 import shutil
 import signal
 import socket
+import subprocess
+import sys
+import time
 import uuid
 from pathlib import Path
 
+import pytest
+
 from crm import create_app
-from crm.launcher import spawn
+from crm.launcher import running_instance, spawn, wait_until_running
 from crm.services import backups
 from tests.conftest import PASSWORD
 from tests.ledger_helpers import make_shop, run
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def free_port():
@@ -116,3 +124,110 @@ def test_a_restore_whose_key_cannot_be_written_changes_nothing(app, tmp_path, mo
     assert ledger.current_key() == b"this-pc-has-a-key-of-its-own-0123"
     assert shop.card(card_id).money == 50000
     assert shop.do(lambda: ledger.verify(key=shop_key)).ok
+
+
+def _children(pid):
+    """The ids of a process's child processes (Linux /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return sorted(found)
+
+
+def _environ(pid):
+    raw = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    return dict(item.decode().split("=", 1) for item in raw if b"=" in item)
+
+
+def _answers(port, count=10):
+    """True when `count` requests in a row are answered within 5 s each."""
+    for _ in range(count):
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        conn.request("GET", "/healthz")
+        if conn.getresponse().status != 200:
+            return False
+        conn.close()
+    return True
+
+
+@pytest.mark.backends("mysql")
+def test_two_server_processes_share_the_port(app, database_url, tmp_path):
+    """WORKERS=2 on MariaDB: the supervisor listens once, two processes serve it — each alone
+    answers while the other is frozen —, one setup code for both, only the first schedules,
+    a killed one comes back, and both end when the supervisor is killed."""
+    port = free_port()
+    home = tmp_path / "home"
+    env = {**os.environ, "CRM_HOME": str(home), "CRM_DATABASE_URL": database_url,
+           "CRM_WORKERS": "2", "PYTHONUNBUFFERED": "1"}
+    env.pop("CRM_SETUP_CODE", None)
+    supervisor = subprocess.Popen([sys.executable, str(ROOT / "crm.py"), "--no-browser", "--port",
+                                   str(port), "--host", "127.0.0.1"], env=env,
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert wait_until_running(port)
+        deadline = time.monotonic() + 20
+        while len(_children(supervisor.pid)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        first, second = _children(supervisor.pid)
+        for frozen in (first, second):
+            os.kill(frozen, signal.SIGSTOP)
+            try:
+                assert _answers(port), "the other process must serve alone"
+            finally:
+                os.kill(frozen, signal.SIGCONT)
+        codes = {_environ(pid)["CRM_SETUP_CODE"] for pid in (first, second)}
+        assert len(codes) == 1
+        logs = home / "logs"
+        assert "nightly backup scheduled" in (logs / "crm.log").read_text(encoding="utf-8")
+        assert "nightly backup scheduled" not in (logs / "crm-2.log").read_text(encoding="utf-8")
+
+        os.kill(second, signal.SIGKILL)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            now_serving = _children(supervisor.pid)
+            if len(now_serving) == 2 and second not in now_serving:
+                break
+            time.sleep(0.1)
+        else:
+            raise AssertionError("the killed server process did not come back")
+        assert _answers(port)
+        assert "server 1 died (signal 9)" in (logs / "supervisor.log").read_text(encoding="utf-8")
+
+        serving = _children(supervisor.pid)
+        supervisor.kill()
+        supervisor.wait(timeout=10)
+        deadline = time.monotonic() + 10
+        while any(Path(f"/proc/{pid}").exists() and "Z" not in _state(pid) for pid in serving):
+            assert time.monotonic() < deadline, "server processes outlived their supervisor"
+            time.sleep(0.1)
+        assert not running_instance(port)
+    finally:
+        if supervisor.poll() is None:
+            supervisor.send_signal(signal.SIGINT)
+            supervisor.wait(timeout=20)
+    out = supervisor.stdout.read()
+    assert out.count("初始化码") == 1 and codes.pop() in out
+    assert out.count("客户关系管理系统已启动") == 1
+
+
+def _state(pid):
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "Z"
+
+
+def test_how_many_server_processes(app, backend):
+    """SQLite: always one (one writer at a time); MySQL: WORKERS, or one per core up to 4."""
+    from crm.launcher import worker_count
+
+    database = app.extensions["crm_db"]
+    per_core = max(1, min(os.cpu_count() or 1, 4))
+    expected = {"sqlite": (1, 1, 1), "mysql": (per_core, 3, 1)}[backend]
+    assert tuple(worker_count({"WORKERS": n}, database) for n in (0, 3, 1)) == expected
