@@ -29,6 +29,7 @@ def machine(database):
             f"{platform.python_version()} · MariaDB {version}")
 
 
-def start_server(env, port):
-    """`python crm.py` (unsupervised) in its own process on `port`; waits until it serves."""
-    return spawn(env, port)
+def start_server(env, port, supervised=False):
+    """`python crm.py` in its own process on `port` (unsupervised unless asked); waits until it
+    serves."""
+    return spawn(env, port, supervised=supervised)

@@ -65,11 +65,14 @@ def free_port():
         return s.getsockname()[1]
 
 
-def start_server_for(url, instance, port):
-    """`python crm.py` in its own process, as a shop runs it."""
+def start_server_for(url, instance, port, workers=None):
+    """`python crm.py` in its own process, as a shop runs it; `workers`: that many server
+    processes under the supervisor (0: as many as the app would choose)."""
     # No nightly-backup catch-up in the middle of the measurement.
-    return start_server({"CRM_HOME": str(instance), "CRM_DATABASE_URL": url,
-                         "CRM_SCHEDULER": "false"}, port)
+    env = {"CRM_HOME": str(instance), "CRM_DATABASE_URL": url, "CRM_SCHEDULER": "false"}
+    if workers is None:
+        return start_server(env, port)
+    return start_server({**env, "CRM_WORKERS": str(workers)}, port, supervised=True)
 
 
 def percentile(samples, p):

@@ -20,20 +20,27 @@ def _create_app():
 @click.option("--port", type=int, default=None, help="端口，默认 8000")
 @click.option("--no-browser", is_flag=True, help="启动后不自动打开浏览器")
 @click.option("--no-supervisor", is_flag=True, help="不由守护进程看护（服务进程退出后不自动重启）")
-@with_appcontext
 def run_command(host, port, no_browser, no_supervisor):
     """Migrate the database and serve the app on the LAN (what a double-click on crm.py does).
     A supervising process restarts the server within seconds if it ever dies."""
     import os
 
+    from flask.cli import ScriptInfo
+
     from crm import launcher
 
-    app = current_app._get_current_object()
     if not no_supervisor and os.environ.get("CRM_SUPERVISED") != "1":
+        # The supervisor only reads the settings: the app is made in the serving processes.
+        from crm import config as crm_config
+
         args = [*(["--host", host] if host else []), *(["--port", str(port)] if port else []),
                 *(["--no-browser"] if no_browser else [])]
-        sys.exit(launcher.supervise(args, app, host, port))
-    sys.exit(launcher.run(app, host=host, port=port, open_browser=False if no_browser else None))
+        folder = crm_config.instance_path()
+        sys.exit(launcher.supervise(args, folder, crm_config.load(folder), host, port))
+    app = click.get_current_context().ensure_object(ScriptInfo).load_app()
+    with app.app_context():
+        sys.exit(launcher.run(app, host=host, port=port,
+                              open_browser=False if no_browser else None))
 
 
 @click.command("migrate")

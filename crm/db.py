@@ -80,6 +80,9 @@ class CrmMySQLDatabase(ReconnectMixin, PooledMySQLDatabase):
         return super()._is_closed(conn)
 
 
+MYSQL_SCHEMES = ("mysql", "mysql+pymysql", "mariadb")
+
+
 def database_from_url(url):
     """Build an (unconnected) peewee database from sqlite:///path or mysql://user:pw@host:port/db."""
     if url.startswith("sqlite:///"):
@@ -96,7 +99,7 @@ def database_from_url(url):
             check_same_thread=False,
         )
     parts = urlsplit(url)
-    if parts.scheme in ("mysql", "mysql+pymysql", "mariadb"):
+    if parts.scheme in MYSQL_SCHEMES:
         return CrmMySQLDatabase(
             parts.path.lstrip("/"),
             host=parts.hostname or "127.0.0.1",
@@ -117,6 +120,11 @@ def column_list(database, columns):
     named key)."""
     opening, closing = database.quote
     return ", ".join(f"{opening}{c}{closing}" for c in columns)
+
+
+def is_mysql_url(url):
+    """True when a DATABASE_URL names MySQL/MariaDB (without building the database)."""
+    return urlsplit(url).scheme in MYSQL_SCHEMES
 
 
 def is_mysql(database=None):

@@ -58,14 +58,16 @@ def wait_until_running(port, seconds=30):
     return False
 
 
-def spawn(env, port, host="127.0.0.1"):
-    """Start `crm.py --no-browser --no-supervisor` in its own process on `port` with `env` on top
-    of this environment, and wait until it serves (tests and benches; a shop uses crm run)."""
+def spawn(env, port, host="127.0.0.1", supervised=False):
+    """Start `crm.py --no-browser` in its own process on `port` with `env` on top of this
+    environment, and wait until it serves (tests and benches; a shop uses crm run). Unsupervised
+    unless asked: then the process returned is the supervisor of the serving processes."""
     import subprocess
 
     root = Path(__file__).resolve().parent.parent
     proc = subprocess.Popen([sys.executable, str(root / "crm.py"), "--no-browser",
-                             "--no-supervisor", "--host", host, "--port", str(port)],
+                             *([] if supervised else ["--no-supervisor"]),
+                             "--host", host, "--port", str(port)],
                             env={**os.environ, **env}, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     if not wait_until_running(port):
@@ -159,6 +161,10 @@ def run(app, host=None, port=None, open_browser=None):
              else {"host": host, "port": port})
     server = create_server(app, **where, threads=app.config["THREADS"],
                            ident="crm", connection_limit=200, channel_timeout=120)
+    if app.config["STATS_CACHE_SECONDS"] > 0:
+        from crm.services import stats
+
+        stats.warm_up(database)
     if not first:
         log.info("server process %s of this instance serving", os.environ.get("CRM_WORKER"))
         return _serve(server, jobs)
@@ -174,10 +180,6 @@ def run(app, host=None, port=None, open_browser=None):
     _say("  按 Ctrl+C 停止服务。")
     if open_browser:
         threading.Timer(1.0, webbrowser.open, args=(local_url,)).start()
-    if app.config["STATS_CACHE_SECONDS"] > 0:
-        from crm.services import stats
-
-        stats.warm_up(database)
     code = _serve(server, jobs)
     _say("服务已停止。")
     return code
@@ -216,13 +218,13 @@ def _end_with_supervisor():
     threading.Thread(target=watch, daemon=True, name="supervisor-watch").start()
 
 
-def worker_count(config, database):
+def worker_count(settings):
     """How many server processes serve the shop. WORKERS, or 0 for one per core (at most 4).
     Always one on SQLite (one writer at a time: more processes only wait on each other) and on
     Windows (the listening socket is handed to the processes by POSIX inheritance)."""
-    if not crm_db.is_mysql(database) or os.name == "nt":
+    if not crm_db.is_mysql_url(settings["DATABASE_URL"]) or os.name == "nt":
         return 1
-    wanted = int(config.get("WORKERS", 0))
+    wanted = int(settings.get("WORKERS", 0))
     return wanted if wanted > 0 else max(1, min(os.cpu_count() or 1, 4))
 
 
@@ -242,7 +244,7 @@ RESTART_LIMIT = 5  # restarts within RESTART_WINDOW seconds before giving up (a 
 RESTART_WINDOW = 60
 
 
-def supervise(args, app, host=None, port=None):
+def supervise(args, instance, settings, host=None, port=None):
     """Run the server in child processes (`worker_count`) and start one again within a second
     whenever it dies (crash, killed, out of memory), so a shop needs nobody to restart it.
     Ctrl+C or SIGTERM stop all. Exit status 0 or 1 from a child (stopped, already running, could
@@ -251,7 +253,7 @@ def supervise(args, app, host=None, port=None):
     import subprocess
     import time
 
-    log_dir = Path(app.instance_path) / "logs"
+    log_dir = Path(instance) / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     log_file = log_dir / "supervisor.log"
 
@@ -263,13 +265,13 @@ def supervise(args, app, host=None, port=None):
     env = dict(os.environ, CRM_SUPERVISED="1", CRM_SUPERVISOR_PID=str(os.getpid()))
     # One setup code for every process: the one printed is the one every process accepts.
     env.setdefault("CRM_SETUP_CODE", f"{int.from_bytes(os.urandom(4), 'big') % 10**6:06d}")
-    count, listener = worker_count(app.config, app.extensions["crm_db"]), None
+    count, listener = worker_count(settings), None
     if count > 1:
-        host = host or app.config["HOST"]
-        port = int(port or app.config["PORT"])
+        host = host or settings["HOST"]
+        port = int(port or settings["PORT"])
         if running_instance(port):
             _say(f"客户关系管理系统已经在运行：http://127.0.0.1:{port}/")
-            if "--no-browser" not in args and app.config["OPEN_BROWSER"]:
+            if "--no-browser" not in args and settings["OPEN_BROWSER"]:
                 webbrowser.open(f"http://127.0.0.1:{port}/")
             return 0
         if not port_free(host, port):
