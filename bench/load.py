@@ -2,12 +2,13 @@
 
     python bench/load.py [--url mysql://root@127.0.0.1:3306/crm_bench_load] [--users 50]
                          [--seconds 180] [--think 0] [--customers 100000] [--entries 1000000]
-                         [--reuse]
+                         [--reuse] [--workers 0] [--mix-only]
 
 A fresh bench database (dropped and re-created: never point --url at a shop's data; --reuse keeps
 one that an earlier run filled) gets `crm seed-demo`'s data and one login per simulated staff
-member. The app then starts cold as a shop runs it (`python crm.py`, waitress, its own process);
-the time to its first page is reported. Each staff member logs in through the login form with
+member. The app then starts cold as a shop runs it (`python crm.py`: the supervisor and its
+server processes, `--workers` of them, 0 = as the app chooses); the time to its first page is
+reported. Each staff member logs in through the login form with
 its own session and works through the web pages a browser would use, in this mix: 40 % customer
 search, 20 % customer page, 15 % consumption (the form, then the receipt it leads to), 10 %
 recharge, 10 % statement, 5 % dashboard, with `--think` seconds between steps (0 = stress).

@@ -231,3 +231,16 @@ def test_how_many_server_processes(app, backend):
     expected = {"sqlite": (1, 1, 1), "mysql": (per_core, 3, 1)}[backend]
     assert tuple(worker_count({"DATABASE_URL": app.config["DATABASE_URL"], "WORKERS": n})
                  for n in (0, 3, 1)) == expected
+
+
+def test_a_server_process_starts_without_the_file_libraries(tmp_path):
+    """openpyxl and fpdf2 (about 40 MB per server process) are imported when a file is made,
+    not when the app starts and serves pages."""
+    code = ("import sys\nfrom crm import create_app\n"
+            f"app = create_app({{'INSTANCE_PATH': {str(tmp_path)!r}, 'TESTING': True}})\n"
+            "app.test_client().get('/login')\n"
+            "print(sorted(m for m in ('openpyxl', 'fpdf') if m in sys.modules))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=ROOT, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"

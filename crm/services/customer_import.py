@@ -10,8 +10,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import openpyxl
-
 from crm.db import db
 from crm.errors import Conflict, CrmError, NotFound, ValidationError
 from crm.models import AuditLog, Card, Counter, Customer, CustomerGram, CustomerType, now
@@ -96,6 +94,8 @@ def _display(value):
 def read_rows(data):
     """The data rows of the first sheet as Row objects; the header may be on any of the first 20
     lines; blank rows are skipped. Raises ValidationError for a file that is not a usable .xlsx."""
+    import openpyxl  # when a file comes, not at start (see crm.services.excel)
+
     try:
         book = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
         sheet = book.worksheets[0]
@@ -294,6 +294,8 @@ TEMPLATE_FILENAME = "客户导入模板.xlsx"
 
 def template():
     """A blank import template (.xlsx) with the columns and a sheet of instructions."""
+    import openpyxl
+
     book = openpyxl.Workbook()
     sheet = book.active
     sheet.title = "客户"

@@ -3,10 +3,6 @@ page numbers). Both carry exactly the statement's rows and totals."""
 import datetime
 import io
 
-import openpyxl
-from openpyxl.cell import WriteOnlyCell
-from openpyxl.styles import Alignment, Font
-
 from crm.money import format_yuan, yuan_decimal
 from crm.services import ledger, pdf, statements
 
@@ -34,6 +30,10 @@ def _title(shop_name, customer, start, end):
 def xlsx(shop_name, customer_id, start, end):
     """The whole period's statement as .xlsx bytes, streamed row by row from the database."""
     customer = statements.customers.get_customer(customer_id)
+    import openpyxl
+    from openpyxl.cell import WriteOnlyCell
+    from openpyxl.styles import Font
+
     summary = statements.totals(customer_id, start, end)
     book = openpyxl.Workbook(write_only=True)
     sheet = book.create_sheet("对账单")
@@ -65,26 +65,27 @@ def xlsx(shop_name, customer_id, start, end):
 
 
 def _bold(sheet, text):
+    from openpyxl.cell import WriteOnlyCell
+    from openpyxl.styles import Alignment, Font
+
     cell = WriteOnlyCell(sheet, value=text)
     cell.font = Font(bold=True)
     cell.alignment = Alignment(horizontal="left")
     return cell
 
 
-class _StatementPDF(pdf.CrmPDF):
-    """A4 pages with 第 n / N 页 at the foot."""
-
-    def footer(self):
-        self.set_y(-12)
-        self.set_font("text", size=8)
-        self.cell(0, 6, f"第 {self.page_no()} / {{nb}} 页", align="C")
+def _page_number(doc):
+    """第 n / N 页 at the foot of an A4 page."""
+    doc.set_y(-12)
+    doc.set_font("text", size=8)
+    doc.cell(0, 6, f"第 {doc.page_no()} / {{nb}} 页", align="C")
 
 
 def pdf_bytes(shop_name, customer_id, start, end):
     """The whole period's statement as an A4 PDF (bytes)."""
     customer = statements.customers.get_customer(customer_id)
     summary = statements.totals(customer_id, start, end)
-    doc = pdf.document(cls=_StatementPDF, margin_mm=12)
+    doc = pdf.document(margin_mm=12, footer=_page_number)
     doc.add_page()
     for index, (line,) in enumerate(_title(shop_name, customer, start, end)):
         doc.set_font("text", "B" if index == 0 else "", 14 if index == 0 else 9)
