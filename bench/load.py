@@ -360,7 +360,7 @@ def main():
     parser.add_argument("--entries", type=int, default=1_000_000)
     parser.add_argument("--reuse", action="store_true", help="keep the bench database if filled")
     parser.add_argument("--workers", type=int, default=0,
-                        help="server processes (0: as the app chooses, one per core up to 4)")
+                        help="server processes (0: as the app chooses, one per core up to 2)")
     parser.add_argument("--mix-only", action="store_true",
                         help="stop after the mixed load (no API, bare-SQL and trivial phases)")
     args = parser.parse_args()

@@ -15,7 +15,7 @@ DEFAULTS = {
     "HOST": "0.0.0.0",
     "PORT": 8000,
     "THREADS": 64,  # waitress worker threads: 50 staff at once, each may hold a request
-    "WORKERS": 0,  # server processes on MySQL: 0 = one per core (at most 4); SQLite: always 1
+    "WORKERS": 0,  # server processes on MySQL: 0 = one per core (at most 2); SQLite: always 1
     "OPEN_BROWSER": True,
     "BACKUP_DIR": "",  # empty: <CRM_HOME>/backups
     "BACKUP_COPY_DIR": "",

@@ -219,13 +219,14 @@ def _end_with_supervisor():
 
 
 def worker_count(settings):
-    """How many server processes serve the shop. WORKERS, or 0 for one per core (at most 4).
+    """How many server processes serve the shop. WORKERS, or 0 for one per core, at most 2: each
+    process may hold THREADS (64) database connections, and MariaDB allows 151 by default.
     Always one on SQLite (one writer at a time: more processes only wait on each other) and on
     Windows (the listening socket is handed to the processes by POSIX inheritance)."""
     if not crm_db.is_mysql_url(settings["DATABASE_URL"]) or os.name == "nt":
         return 1
     wanted = int(settings.get("WORKERS", 0))
-    return wanted if wanted > 0 else max(1, min(os.cpu_count() or 1, 4))
+    return wanted if wanted > 0 else max(1, min(os.cpu_count() or 1, 2))
 
 
 def listen(host, port):

@@ -224,10 +224,10 @@ def _state(pid):
 
 
 def test_how_many_server_processes(app, backend):
-    """SQLite: always one (one writer at a time); MySQL: WORKERS, or one per core up to 4."""
+    """SQLite: always one (one writer at a time); MySQL: WORKERS, or one per core up to 2."""
     from crm.launcher import worker_count
 
-    per_core = max(1, min(os.cpu_count() or 1, 4))
+    per_core = max(1, min(os.cpu_count() or 1, 2))
     expected = {"sqlite": (1, 1, 1), "mysql": (per_core, 3, 1)}[backend]
     assert tuple(worker_count({"DATABASE_URL": app.config["DATABASE_URL"], "WORKERS": n})
                  for n in (0, 3, 1)) == expected
