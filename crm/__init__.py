@@ -5,26 +5,20 @@ import secrets
 from logging.handlers import RotatingFileHandler
 from pathlib import Path
 
-from flask import Flask
-from werkzeug.routing import IntegerConverter
-
 from crm import config as crm_config
-from crm import db as crm_db
 
 __version__ = "0.1.0"
 
 
-class IdConverter(IntegerConverter):
-    """`<int:...>` in every route: at most 10 digits, so a huge number is no page (404) rather
-    than an overflow in the database driver (500). A length limit in the pattern, not a `max`
-    check after matching, because werkzeug answers a failed converter check with a false 405
-    when two rules share the path."""
-
-    regex = r"\d{1,10}"
-
-
 def create_app(test_config=None):
-    """Create the app: settings from defaults ← instance config file ← CRM_* env ← test_config."""
+    """Create the app: settings from defaults ← instance config file ← CRM_* env ← test_config.
+    Flask and the database layer are imported here, not with the package: the supervisor
+    (crm.launcher) imports crm.config only and stays small."""
+    from flask import Flask
+
+    from crm import db as crm_db
+    from crm.web import IdConverter
+
     folder = Path((test_config or {}).get("INSTANCE_PATH") or crm_config.instance_path())
     app = Flask(
         __name__,

@@ -23,20 +23,14 @@ def _create_app():
 def run_command(host, port, no_browser, no_supervisor):
     """Migrate the database and serve the app on the LAN (what a double-click on crm.py does).
     A supervising process restarts the server within seconds if it ever dies."""
-    import os
 
     from flask.cli import ScriptInfo
 
     from crm import launcher
 
-    if not no_supervisor and os.environ.get("CRM_SUPERVISED") != "1":
+    if launcher.supervising(no_supervisor):
         # The supervisor only reads the settings: the app is made in the serving processes.
-        from crm import config as crm_config
-
-        args = [*(["--host", host] if host else []), *(["--port", str(port)] if port else []),
-                *(["--no-browser"] if no_browser else [])]
-        folder = crm_config.instance_path()
-        sys.exit(launcher.supervise(args, folder, crm_config.load(folder), host, port))
+        sys.exit(launcher.supervise_with_settings(host, port, no_browser))
     app = click.get_current_context().ensure_object(ScriptInfo).load_app()
     with app.app_context():
         sys.exit(launcher.run(app, host=host, port=port,

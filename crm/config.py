@@ -3,6 +3,7 @@ import os
 import secrets
 import tomllib
 from pathlib import Path
+from urllib.parse import urlsplit
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 CONFIG_NAME = "config.toml"
@@ -60,6 +61,14 @@ BACKUP_DIR = ""
 BACKUP_COPY_DIR = ""
 BACKUP_TIME = "02:00"
 """
+
+
+MYSQL_SCHEMES = ("mysql", "mysql+pymysql", "mariadb")
+
+
+def is_mysql_url(url):
+    """True when a DATABASE_URL names MySQL/MariaDB (without building the database)."""
+    return urlsplit(url).scheme in MYSQL_SCHEMES
 
 
 def instance_path():

@@ -11,7 +11,7 @@ from playhouse.pool import PooledMySQLDatabase
 from playhouse.shortcuts import ReconnectMixin
 from pymysql.constants import SERVER_STATUS
 
-from crm.config import PROJECT_ROOT
+from crm.config import MYSQL_SCHEMES, PROJECT_ROOT
 
 log = logging.getLogger(__name__)
 
@@ -80,9 +80,6 @@ class CrmMySQLDatabase(ReconnectMixin, PooledMySQLDatabase):
         return super()._is_closed(conn)
 
 
-MYSQL_SCHEMES = ("mysql", "mysql+pymysql", "mariadb")
-
-
 def database_from_url(url):
     """Build an (unconnected) peewee database from sqlite:///path or mysql://user:pw@host:port/db."""
     if url.startswith("sqlite:///"):
@@ -120,11 +117,6 @@ def column_list(database, columns):
     named key)."""
     opening, closing = database.quote
     return ", ".join(f"{opening}{c}{closing}" for c in columns)
-
-
-def is_mysql_url(url):
-    """True when a DATABASE_URL names MySQL/MariaDB (without building the database)."""
-    return urlsplit(url).scheme in MYSQL_SCHEMES
 
 
 def is_mysql(database=None):

@@ -10,7 +10,7 @@ import urllib.request
 import webbrowser
 from pathlib import Path
 
-from crm import db as crm_db
+from crm import config as crm_config
 
 log = logging.getLogger("crm.launcher")
 
@@ -145,6 +145,8 @@ def run(app, host=None, port=None, open_browser=None):
             _say(f"端口 {port} 已被其他程序占用。请关闭该程序，或在配置文件中修改 PORT 后重试。")
             return 1
 
+    from crm import db as crm_db
+
     database = app.extensions["crm_db"]
     say("正在连接数据库…")
     if not crm_db.wait_for(database, 60):
@@ -223,7 +225,7 @@ def worker_count(settings):
     process may hold THREADS (64) database connections, and MariaDB allows 151 by default.
     Always one on SQLite (one writer at a time: more processes only wait on each other) and on
     Windows (the listening socket is handed to the processes by POSIX inheritance)."""
-    if not crm_db.is_mysql_url(settings["DATABASE_URL"]) or os.name == "nt":
+    if not crm_config.is_mysql_url(settings["DATABASE_URL"]) or os.name == "nt":
         return 1
     wanted = int(settings.get("WORKERS", 0))
     return wanted if wanted > 0 else max(1, min(os.cpu_count() or 1, 2))
@@ -240,6 +242,48 @@ def listen(host, port):
 
 
 # --- the supervisor ---------------------------------------------------------------------------
+
+def main(argv):
+    """`python crm.py [--host H] [--port P] [--no-browser]` (a double-click, the autostart):
+    the supervisor straight away — it needs the settings only, not Flask or the database layer,
+    so it stays small beside the server processes. Anything else goes through `crm run`."""
+    options = _launch_options(argv)
+    if options is None or not supervising(options["no_supervisor"]):
+        from crm.cli import main as cli_main
+
+        return cli_main(["run", *argv])
+    return supervise_with_settings(options["host"], options["port"], options["no_browser"])
+
+
+def _launch_options(argv):
+    """crm.py's few flags, or None for anything else (`crm run` then explains the mistake)."""
+    options = {"host": None, "port": None, "no_browser": False, "no_supervisor": False}
+    rest = list(argv)
+    while rest:
+        flag = rest.pop(0)
+        if flag in ("--no-browser", "--no-supervisor"):
+            options[flag[2:].replace("-", "_")] = True
+        elif flag == "--host" and rest:
+            options["host"] = rest.pop(0)
+        elif flag == "--port" and rest and rest[0].isdigit() and 0 < int(rest[0]) < 65536:
+            options["port"] = int(rest.pop(0))
+        else:
+            return None
+    return options
+
+
+def supervising(no_supervisor):
+    """True when this `run` should be the supervisor: not asked otherwise, not already under one."""
+    return not no_supervisor and os.environ.get("CRM_SUPERVISED") != "1"
+
+
+def supervise_with_settings(host, port, no_browser):
+    """Supervise the server processes of the instance in CRM_HOME with its settings."""
+    args = [*(["--host", host] if host else []), *(["--port", str(port)] if port else []),
+            *(["--no-browser"] if no_browser else [])]
+    folder = crm_config.instance_path()
+    return supervise(args, folder, crm_config.load(folder), host, port)
+
 
 RESTART_LIMIT = 5  # restarts within RESTART_WINDOW seconds before giving up (a crash loop)
 RESTART_WINDOW = 60

@@ -158,7 +158,7 @@ def _answers(port, count=10):
 
 @pytest.mark.backends("mysql")
 def test_two_server_processes_share_the_port(app, database_url, tmp_path):
-    """WORKERS=2 on MariaDB: the supervisor listens once, two processes serve it — each alone
+    """WORKERS=2 on MariaDB: a small supervisor listens once, two processes serve it — each alone
     answers while the other is frozen —, one setup code for both, only the first schedules,
     a killed one comes back, and both end when the supervisor is killed."""
     port = free_port()
@@ -181,6 +181,9 @@ def test_two_server_processes_share_the_port(app, database_url, tmp_path):
                 assert _answers(port), "the other process must serve alone"
             finally:
                 os.kill(frozen, signal.SIGCONT)
+        # The supervisor reads the settings only: no Flask, no database layer (~23 MB, not 45).
+        peak = Path(f"/proc/{supervisor.pid}/status").read_text().split("VmHWM:")[1].split()[0]
+        assert int(peak) < 32 * 1024
         codes = {_environ(pid)["CRM_SETUP_CODE"] for pid in (first, second)}
         assert len(codes) == 1
         logs = home / "logs"

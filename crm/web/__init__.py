@@ -6,6 +6,7 @@ from flask import flash, g, jsonify, make_response, redirect, render_template, r
 from flask_login import LoginManager, current_user
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from peewee import InterfaceError, OperationalError
+from werkzeug.routing import IntegerConverter
 
 from crm.errors import CrmError
 from crm.money import format_fen, format_yuan
@@ -21,6 +22,15 @@ PUBLIC_ENDPOINTS = {"static", "auth.login", "auth.setup", "healthz"}
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
        "font-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; "
        "frame-ancestors 'none'")
+
+
+class IdConverter(IntegerConverter):
+    """`<int:...>` in every route: at most 10 digits, so a huge number is no page (404) rather
+    than an overflow in the database driver (500). A length limit in the pattern, not a `max`
+    check after matching, because werkzeug answers a failed converter check with a false 405
+    when two rules share the path."""
+
+    regex = r"\d{1,10}"
 
 
 def _authorize(role=None, permissions=()):
