@@ -125,15 +125,20 @@ def is_mysql(database=None):
     return isinstance(target, CrmMySQLDatabase)
 
 
+class LockBusy(OperationalError):
+    """Another process holds the maintenance lock."""
+
+
 @contextmanager
-def migration_lock(database):
-    """A server-wide lock: two processes never migrate, back up or restore one MySQL database at once."""
+def migration_lock(database, wait=60):
+    """A server-wide lock: two processes never migrate, back up or restore one MySQL database at
+    once. Waits up to `wait` seconds for it, then raises LockBusy."""
     if not is_mysql(database):
-        yield  # SQLite: the launcher's single-instance check keeps to one process per file
+        yield  # SQLite: one server process per file (the launcher's single-instance check)
         return
-    got = database.execute_sql("SELECT GET_LOCK('crm_maintenance', 60)").fetchone()[0]
+    got = database.execute_sql("SELECT GET_LOCK('crm_maintenance', %s)", (wait,)).fetchone()[0]
     if got != 1:
-        raise OperationalError("another process is migrating this database")
+        raise LockBusy("another process is migrating, backing up or restoring this database")
     try:
         yield
     finally:

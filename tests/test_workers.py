@@ -247,3 +247,27 @@ def test_a_server_process_starts_without_the_file_libraries(tmp_path):
                          cwd=ROOT, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.backends("mysql")
+def test_a_backup_while_another_process_backs_up_is_refused_at_once(app, database_url):
+    """Another server process (here: another session) holds the maintenance lock: a backup is
+    refused within seconds with backup_busy, not after a minute; once it is free, it works."""
+    from crm import db as crm_db
+    from crm.errors import Conflict
+
+    shop = make_shop(app)
+    folder = Path(app.config["BACKUP_DIR"])
+    other = crm_db.database_from_url(database_url)
+    with other.connection_context():
+        assert other.execute_sql("SELECT GET_LOCK('crm_maintenance', 0)").fetchone()[0] == 1
+        started = time.monotonic()
+        with pytest.raises(Conflict) as refused:
+            shop.do(lambda: backups.create(folder, "manual", "店", None))
+        assert refused.value.code == "backup_busy" and "正在进行" in refused.value.message
+        assert time.monotonic() - started < 5
+        assert list(folder.glob("*.zip")) == []
+        other.execute_sql("SELECT RELEASE_LOCK('crm_maintenance')")
+    crm_db.close_all(other)
+    made = shop.do(lambda: backups.create(folder, "manual", "店", None))
+    assert (folder / made["name"]).exists()

@@ -14,7 +14,7 @@ import shutil
 import tempfile
 import threading
 import zipfile
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -83,11 +83,17 @@ def _table_name(model):
 @contextmanager
 def maintenance_lock(database):
     """One backup, restore or migration at a time: in this process, and across processes
-    sharing one MySQL database (a server-side named lock)."""
+    sharing one MySQL database (a server-side named lock) — the other server processes of this
+    shop, or another shop's PC. Whoever comes second is told so within a second."""
+    busy = Conflict("另一个备份或恢复正在进行，请稍后再试", code="backup_busy")
     if not _process_lock.acquire(timeout=1):
-        raise Conflict("另一个备份或恢复正在进行，请稍后再试", code="backup_busy")
+        raise busy
     try:
-        with crm_db.migration_lock(database):
+        with ExitStack() as held:
+            try:
+                held.enter_context(crm_db.migration_lock(database, wait=1))
+            except crm_db.LockBusy:
+                raise busy from None
             yield
     finally:
         _process_lock.release()
