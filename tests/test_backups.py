@@ -439,3 +439,37 @@ def test_never_two_backups_at_once(app, folder):
         with pytest.raises(CrmError, match="另一个备份或恢复正在进行"):
             run(app, lambda: backups.create(folder, "manual", "店", None))
     assert run(app, lambda: backups.create(folder, "manual", "店", None))["verified"]
+
+
+@pytest.mark.backends("mysql")
+def test_a_full_backup_disk_leaves_no_partial_file(app, database_url, tmp_path):
+    """The disk fills up while the backup is written (a real write error: the process may write
+    files of 2 KB at most): a clear message, no zip and no part-file left, nothing audited."""
+    import subprocess
+    import sys
+
+    rich_shop(app)
+    folder = tmp_path / "small-disk"
+    code = f"""
+import resource, signal
+from crm import create_app
+from crm.errors import CrmError
+from crm.services import backups
+app = create_app({{"INSTANCE_PATH": {app.instance_path!r}, "DATABASE_URL": {database_url!r},
+                  "TESTING": True}})
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (2048, 2048))
+with app.app_context(), app.extensions["crm_db"].connection_context():
+    try:
+        backups.create({str(folder)!r}, "manual", "店", None)
+    except CrmError as error:
+        print(error.code, error.message)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=Path(__file__).resolve().parent.parent, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("backup_failed 备份写入失败") and "磁盘空间" in out.stdout
+    assert list(folder.iterdir()) == []  # neither a zip nor a .part file
+    from crm.models import AuditLog
+
+    assert run(app, lambda: AuditLog.select().where(AuditLog.action == "backup.create").count()) == 0
