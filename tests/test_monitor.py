@@ -12,7 +12,7 @@ def test_monitor_shows_facts_and_problems(app, client, backend):
     shop.open_card(amount=12345, bonus=0)
     status = run(app, lambda: monitor.status(app.config))
     assert status["durable"] is True
-    assert status["outstanding"] == "¥123.45" and status["today_entries"] == 1
+    assert status["outstanding"] == 12345 and status["today_entries"] == 1
     assert "还没有任何备份" in status["problems"]
     AuthActions(client).login("boss")
     home = client.get("/").get_data(as_text=True)
@@ -22,6 +22,7 @@ def test_monitor_shows_facts_and_problems(app, client, backend):
     assert status["problems"] == [] and status["last_backup"]["verified"]
     page = client.get("/admin/monitor").get_data(as_text=True)
     assert "一切正常" in page and ("SQLite" in page or "MariaDB" in page)
+    assert "¥123.45" in page  # the money the shop owes, formatted by the page
     assert "problem-banner" not in client.get("/").get_data(as_text=True)
 
 

@@ -61,8 +61,8 @@ def monitor():
     return jsonify(
         database=s["database"], version=str(s["version"]), size=s["size"], durable=s["durable"],
         durability_setting=s["durability_setting"], counts=s["counts"],
-        today_entries=s["today_entries"], today_net=format_fen(s["today_net_fen"]),
-        outstanding=format_fen(s["outstanding_fen"]), last_backup=s["last_backup"],
+        today_entries=s["today_entries"], today_net=format_fen(s["today_net"]),
+        outstanding=format_fen(s["outstanding"]), last_backup=s["last_backup"],
         next_backup=s["next_backup"],
         last_check=({**last_check[1], "time": last_check[0].isoformat(" ")}
                     if last_check else None),

@@ -12,7 +12,6 @@ from peewee import fn
 from crm import __version__
 from crm import db as crm_db
 from crm.models import Card, CardRecord, Customer, now
-from crm.money import format_yuan
 from crm.services import backups, ledger
 
 STARTED = time.time()
@@ -88,8 +87,7 @@ def status(config, restarts=None):
     return {
         "database": kind, "version": version, "size": size, "durable": durable,
         "durability_setting": setting, "counts": counts, "today_entries": today_count,
-        "today_net": format_yuan(today_sum), "outstanding": format_yuan(owed),
-        "today_net_fen": int(today_sum), "outstanding_fen": int(owed),
+        "today_net": int(today_sum), "outstanding": int(owed),  # fen
         "last_backup": last_backup, "next_backup": next_slot.strftime("%Y-%m-%d %H:%M"),
         "last_check": last_check, "disks": disks, "app_version": __version__,
         "uptime": str(datetime.timedelta(seconds=uptime)), "restarts": restarts,
