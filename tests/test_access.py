@@ -4,17 +4,14 @@ import re
 from pathlib import Path
 
 import pytest
-from werkzeug.routing import IntegerConverter
 
 from crm.api import PUBLIC_ENDPOINTS as API_PUBLIC
 from crm.services import users as user_service
 from crm.web import PUBLIC_ENDPOINTS as WEB_PUBLIC
 from tests.conftest import AuthActions, csrf_token
+from tests.route_helpers import routes
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
-METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
-# Placeholder ids that match nothing: the walk must not change real rows (its own login!).
-PLACEHOLDERS = {"int": "999999", "default": "crm-backup-20000101-000000-manual.zip"}
 
 
 def access_class(app, endpoint):
@@ -26,19 +23,6 @@ def access_class(app, endpoint):
         return "admin"
     permissions = getattr(view, "required_permissions", ())
     return "+".join(permissions) if permissions else "login"
-
-
-def routes(app):
-    """(endpoint, url, method, pattern) for every route but static files and logouts."""
-    for rule in sorted(app.url_map.iter_rules(), key=lambda r: r.rule):
-        if rule.endpoint == "static" or rule.endpoint.endswith("logout"):
-            continue
-        values = {a: PLACEHOLDERS["int"] if isinstance(rule._converters[a], IntegerConverter)
-                  else PLACEHOLDERS["default"] for a in rule.arguments}
-        url = rule.build(values, append_unknown=False)[1]
-        pattern = re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule)
-        for method in sorted(rule.methods & set(METHODS)):
-            yield rule.endpoint, url, method, pattern
 
 
 def readme_table():

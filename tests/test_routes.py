@@ -1,23 +1,12 @@
 """Every URL: login required (web redirect, API 401), admin URLs refused to operators (403)."""
 import pytest
-from werkzeug.routing import IntegerConverter
 
 from crm.api import PUBLIC_ENDPOINTS as API_PUBLIC
 from crm.web import PUBLIC_ENDPOINTS as WEB_PUBLIC
 from tests.conftest import PASSWORD, AuthActions, csrf_token
+from tests.route_helpers import METHODS, routes
 
 PUBLIC = WEB_PUBLIC | API_PUBLIC
-METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
-
-
-def _routes(app):
-    """(endpoint, url, method) for every rule, with placeholder values for its arguments."""
-    for rule in app.url_map.iter_rules():
-        values = {arg: 1 if isinstance(rule._converters.get(arg), IntegerConverter) else "x"
-                  for arg in rule.arguments}
-        url = rule.build(values, append_unknown=False)[1] if rule.arguments else rule.rule
-        for method in sorted(rule.methods & set(METHODS)):
-            yield rule.endpoint, url, method
 
 
 def _admin_endpoints(app):
@@ -41,7 +30,7 @@ def test_every_private_url_needs_a_login(app, client, make_user):
     """Anonymous: web URLs redirect to the login page, API URLs answer 401 JSON."""
     make_user("boss", role="admin")
     checked = 0
-    for endpoint, url, method in _routes(app):
+    for endpoint, url, method, _ in routes(app, logouts=True):
         if endpoint in PUBLIC:
             continue
         resp = _send(client, url, method)
@@ -64,7 +53,7 @@ def test_operator_gets_403_on_every_admin_url(app, client, make_user, auth, api_
     headers = api_token("ann2")
     admin_endpoints = _admin_endpoints(app)
     checked = 0
-    for endpoint, url, method in _routes(app):
+    for endpoint, url, method, _ in routes(app):
         if endpoint not in admin_endpoints:
             continue
         if url.startswith("/api/"):
@@ -76,7 +65,7 @@ def test_operator_gets_403_on_every_admin_url(app, client, make_user, auth, api_
             assert resp.status_code == 403, (method, url, resp.status_code)
             assert "没有权限" in resp.get_data(as_text=True)
         checked += 1
-    assert checked == sum(1 for e, _, _ in _routes(app) if e in admin_endpoints) >= 4
+    assert checked == sum(1 for e, *_ in routes(app) if e in admin_endpoints) >= 4
 
 
 def test_admin_reaches_admin_urls(client, admin):
