@@ -217,3 +217,26 @@ def test_warm_up_computes_this_months_figures_ahead(app):
     finally:
         stats._figures = real
         stats.configure({"STATS_CACHE_SECONDS": 0})
+
+
+def test_a_restore_drops_the_kept_figures(app):
+    """Figures kept for the cache time are dropped by a restore: the next look shows the
+    restored data, not the figures from before it."""
+    from pathlib import Path
+
+    from crm.services import backups
+
+    shop = make_shop(app)
+    shop.open_card(amount=10000, bonus=0)
+    folder = Path(app.config["BACKUP_DIR"])
+    made = shop.do(lambda: backups.create(folder, "manual", "店", None))
+    shop.open_card(amount=5000, bonus=0)  # after the backup: the restore takes it away
+    try:
+        stats.configure({"STATS_CACHE_SECONDS": 30})
+        before = shop.do(lambda: stats.dashboard(TODAY, TODAY))
+        assert before["summary"]["total_recharge"] == 15000
+        shop.do(lambda: backups.restore(folder, made["name"], shop_name="店"))
+        after = shop.do(lambda: stats.dashboard(TODAY, TODAY))
+        assert after["summary"]["total_recharge"] == 10000
+    finally:
+        stats.configure({"STATS_CACHE_SECONDS": 0})

@@ -37,7 +37,7 @@ from crm.models import (
     User,
     now,
 )
-from crm.services import audit, ledger
+from crm.services import audit, ledger, stats
 
 FORMAT = 2  # 2: each JSON line is an array of values in the manifest's column order
 # Restored in this order (parents first); emptied in the reverse order.
@@ -554,6 +554,7 @@ def restore(folder, name, actor=None, shop_name="", key=None):
         if replaced:
             ledger.adopt_key(replaced[0])
         raise
+    stats.forget()
     report = ledger.verify(key=key)
     if actor is not None:
         # The restored users may no longer include the one who restored: keep the name anyway.

@@ -154,6 +154,12 @@ class _Recent:
 
 def configure(config):
     _Recent.seconds = float(config.get("STATS_CACHE_SECONDS", 30))
+    forget()
+
+
+def forget():
+    """Drop every kept figure (after a restore: the next visit computes from the restored data).
+    Other server processes keep theirs until they expire (STATS_CACHE_SECONDS)."""
     with _Recent.guard:
         _Recent.entries.clear()
 
