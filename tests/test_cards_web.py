@@ -195,3 +195,23 @@ def test_stale_form_with_a_used_key_is_refused(staff, shop):
     assert resp.status_code == 409
     assert "该请求编号已用于另一笔不同的操作" in resp.get_data(as_text=True)
     assert shop.counts() == before
+
+
+def test_card_page_shows_the_newest_entries_a_page_at_a_time(staff, shop):
+    """A card with 35 entries: its page lists the newest 30 (newest first) and links to the
+    older ones; the last page holds the first 5; a page number past the end shows the last."""
+    card_id = shop.open_card(amount=100000, bonus=0)  # entry 1
+    for _ in range(34):
+        shop.do(lambda: cards.consume(shop.operator, card_id, key(), 100))
+
+    def seqs(html):
+        table = html.split('id="card-records"')[1].split("</table>")[0]
+        return [int(s) for s in re.findall(r"<tr>\s*<td>(\d+)</td>", table)]
+
+    first = staff.get(f"/cards/{card_id}").get_data(as_text=True)
+    assert seqs(first) == list(range(35, 5, -1))
+    assert "共 35 条，第 1 / 2 页" in first and f"/cards/{card_id}?page=2" in first
+    older = staff.get(f"/cards/{card_id}?page=2").get_data(as_text=True)
+    assert seqs(older) == [5, 4, 3, 2, 1] and f"/cards/{card_id}?page=1" in older
+    assert seqs(staff.get(f"/cards/{card_id}?page=99").get_data(as_text=True)) == [5, 4, 3, 2, 1]
+    assert seqs(staff.get(f"/cards/{card_id}?page=x").get_data(as_text=True))[0] == 35

@@ -394,8 +394,12 @@ def reissue(actor, card_id, key, reason, new_card_no=""):
 
 # --- reading --------------------------------------------------------------------------------
 
-def records(card_id, limit=200):
-    """A card's entries, newest first, with their operators and which were reversed."""
+RECORDS_PER_PAGE = 30  # the card page: the newest entries, older ones a page further
+
+
+def records(card_id, limit=200, page=1):
+    """A card's entries, newest first, `limit` of them from page `page`, with their operators
+    and which were reversed."""
     reversal = CardRecord.alias()
     query = (CardRecord.select(CardRecord, User.username, User.display_name,
                                reversal.id.alias("reversed_by"))
@@ -403,7 +407,7 @@ def records(card_id, limit=200):
              .switch(CardRecord)
              .join(reversal, JOIN.LEFT_OUTER, on=(reversal.reverses == CardRecord.id))
              .where(CardRecord.card == card_id)
-             .order_by(CardRecord.seq.desc()).limit(limit))
+             .order_by(CardRecord.seq.desc()).paginate(max(1, page), limit))
     return list(query.objects())
 
 

@@ -6,7 +6,7 @@ from flask_login import current_user
 from crm.errors import CrmError
 from crm.money import format_yuan, parse_amount, parse_optional
 from crm.services import cards, ledger, receipts, recharge_rules
-from crm.web import actor, admin_required, requires
+from crm.web import actor, admin_required, int_arg, requires
 
 bp = Blueprint("cards", __name__)
 
@@ -33,7 +33,11 @@ def counter():
 
 def _card_page(card_id, status=200, **context):
     card = cards.get_card(card_id)
-    return render_template("cards/detail.html", card=card, records=cards.records(card_id),
+    per_page = cards.RECORDS_PER_PAGE
+    pages = max(1, -(-card.entry_count // per_page))
+    page = min(int_arg("page", 1) or 1, pages)
+    return render_template("cards/detail.html", card=card,
+                           records=cards.records(card_id, per_page, page), page=page, pages=pages,
                            methods=ledger.PAYMENT_METHODS, types=ledger.BUSINESS_TYPES,
                            rules_text=recharge_rules.describe(recharge_rules.active_rules()),
                            **context), status
