@@ -23,7 +23,6 @@ def _create_app():
 def run_command(host, port, no_browser, no_supervisor):
     """Migrate the database and serve the app on the LAN (what a double-click on crm.py does).
     A supervising process restarts the server within seconds if it ever dies."""
-
     from flask.cli import ScriptInfo
 
     from crm import launcher
