@@ -9,7 +9,7 @@ from crm.models import AuditLog, User
 from crm.services import SYSTEM
 from crm.services import users as user_service
 from tests.conftest import PASSWORD, AuthActions, csrf_token
-from tests.test_routes import METHODS, _routes
+from tests.route_helpers import METHODS, routes
 
 
 def _db(app, fn):
@@ -99,7 +99,7 @@ def test_each_permission_switched_off_is_enforced_on_every_route(app, client, ma
                if permission in getattr(view, "required_permissions", ())}
     assert guarded, f"no route is guarded by {permission}"
     checked = 0
-    for endpoint, url, method in _routes(app):
+    for endpoint, url, method, _ in routes(app):
         if endpoint not in guarded or method not in METHODS:
             continue
         if url.startswith("/api/"):
