@@ -2,6 +2,7 @@
 import datetime
 
 from peewee import (
+    SQL,
     BigIntegerField,
     BooleanField,
     CharField,
@@ -13,6 +14,7 @@ from peewee import (
     Model,
     SmallIntegerField,
     TextField,
+    fn,
 )
 
 from crm.db import column_list, db
@@ -288,12 +290,17 @@ class CustomerGram(BaseModel):
     @classmethod
     def indexed(cls):
         """What the index was made from, {customer id: (name, phone, customer_no)}; None when it
-        does not hold exactly as many pieces as those customers have (then follow() rebuilds)."""
-        found, pieces = {}, 0
+        does not hold exactly as many pieces, and as many for each customer as a weighted sum
+        tells, as those customers have (then follow() rebuilds). Pieces lost, or moved from one
+        customer to another, are caught; stale pieces would only add candidates."""
+        found, pieces, weight = {}, 0, 0
         for customer_id, *fields in cls._customers():
             found[customer_id] = tuple(fields)
-            pieces += len(cls.grams(*fields))
-        return found if pieces == cls.select().count() else None
+            count = len(cls.grams(*fields))
+            pieces += count
+            weight += count * customer_id
+        held = cls.select(fn.COUNT(SQL("*")), fn.COALESCE(fn.SUM(cls.customer_id), 0)).tuples()
+        return found if tuple(map(int, held.get())) == (pieces, weight) else None
 
     @classmethod
     def follow(cls, before):

@@ -116,6 +116,15 @@ def test_import_demo_and_restore_keep_the_index(app):
     shop.do(lambda: backups.restore(folder, info["name"], shop_name="店"))
     assert _found(shop, "令辉") == [kong]
     assert _index_rows(shop) == _expected_index(shop)
+    # So is one whose pieces moved to another customer (the count alone would not tell).
+    other = shop.customer_id
+    moved = shop.do(lambda: CustomerGram.update(customer_id=other)
+                    .where((CustomerGram.customer_id == kong) & (CustomerGram.gram == "令辉"))
+                    .execute())
+    assert moved == 1 and kong not in _found(shop, "令辉")
+    shop.do(lambda: backups.restore(folder, info["name"], shop_name="店"))
+    assert _found(shop, "令辉") == [kong]
+    assert _index_rows(shop) == _expected_index(shop)
 
 
 @pytest.mark.backends("sqlite")
