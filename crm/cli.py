@@ -214,7 +214,9 @@ def restore_command(file, recovery_key_file, yes):
 def recovery_key_command():
     """Print this instance's ledger key: keep it on paper or a USB stick apart from the PC, to
     restore the shop's backups on another PC."""
-    click.echo(current_app.config["LEDGER_KEY"])
+    from crm.services import ledger
+
+    click.echo(ledger.current_key().decode("utf-8"))
 
 
 @click.command("autostart")

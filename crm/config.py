@@ -105,8 +105,7 @@ def load(folder, overrides=None):
     """Return the settings for the instance in `folder`, creating its config file if needed."""
     settings = dict(DEFAULTS)
     path = ensure_config_file(folder)
-    with open(path, "rb") as fh:
-        settings.update({k.upper(): v for k, v in tomllib.load(fh).items()})
+    settings.update(_read(path))
     for key in set(settings) | set(SECRET_KEYS):
         env = os.environ.get("CRM_" + key)
         if env is not None:
@@ -127,11 +126,16 @@ def load(folder, overrides=None):
     return settings
 
 
+def _read(path):
+    """The settings the config file at `path` holds, names upper-cased."""
+    with open(path, "rb") as fh:
+        return {k.upper(): v for k, v in tomllib.load(fh).items()}
+
+
 def read_value(path, key):
     """One setting as the config file at `path` holds it now ("" when missing or unreadable)."""
     try:
-        with open(path, "rb") as fh:
-            return str({k.upper(): v for k, v in tomllib.load(fh).items()}.get(key, ""))
+        return str(_read(path).get(key, ""))
     except (OSError, tomllib.TOMLDecodeError):
         return ""
 

@@ -1,4 +1,5 @@
 """The database: built from a URL, one connection per request, schema migrations."""
+import itertools
 import logging
 import time
 from contextlib import contextmanager
@@ -110,6 +111,15 @@ def database_from_url(url):
             connect_timeout=5,
         )
     raise ValueError(f"unsupported database URL: {url!r} (use sqlite:///… or mysql://…)")
+
+
+def executemany(database, statement, rows, chunk=5000):
+    """Run one statement (its text built once) for every row, `chunk` rows at a time through the
+    driver's executemany; `rows` may be a generator (a restore streams millions)."""
+    rows = iter(rows)
+    cursor = database.cursor()
+    while batch := list(itertools.islice(rows, chunk)):
+        cursor.executemany(statement, batch)
 
 
 def column_list(database, columns):

@@ -136,14 +136,9 @@ def run(app, host=None, port=None, open_browser=None):
         _end_with_supervisor()
 
     if inherited is None:
-        if running_instance(port):
-            _say(f"客户关系管理系统已经在运行：{local_url}")
-            if open_browser:
-                webbrowser.open(local_url)
-            return 0
-        if not port_free(host, port):
-            _say(f"端口 {port} 已被其他程序占用。请关闭该程序，或在配置文件中修改 PORT 后重试。")
-            return 1
+        taken = _port_taken(host, port, open_browser)
+        if taken is not None:
+            return taken
 
     from crm import db as crm_db
 
@@ -185,6 +180,22 @@ def run(app, host=None, port=None, open_browser=None):
     code = _serve(server, jobs)
     _say("服务已停止。")
     return code
+
+
+def _port_taken(host, port, open_browser):
+    """None when this start may take the port; else its exit status, having said why: 0 when a
+    CRM server already answers there (its page is opened instead), 1 when another program has
+    it."""
+    local_url = f"http://127.0.0.1:{port}/"
+    if running_instance(port):
+        _say(f"客户关系管理系统已经在运行：{local_url}")
+        if open_browser:
+            webbrowser.open(local_url)
+        return 0
+    if not port_free(host, port):
+        _say(f"端口 {port} 已被其他程序占用。请关闭该程序，或在配置文件中修改 PORT 后重试。")
+        return 1
+    return None
 
 
 def _serve(server, jobs):
@@ -314,14 +325,9 @@ def supervise(args, instance, settings, host=None, port=None):
     if count > 1:
         host = host or settings["HOST"]
         port = int(port or settings["PORT"])
-        if running_instance(port):
-            _say(f"客户关系管理系统已经在运行：http://127.0.0.1:{port}/")
-            if "--no-browser" not in args and settings["OPEN_BROWSER"]:
-                webbrowser.open(f"http://127.0.0.1:{port}/")
-            return 0
-        if not port_free(host, port):
-            _say(f"端口 {port} 已被其他程序占用。请关闭该程序，或在配置文件中修改 PORT 后重试。")
-            return 1
+        taken = _port_taken(host, port, "--no-browser" not in args and settings["OPEN_BROWSER"])
+        if taken is not None:
+            return taken
         listener = listen(host, port)
         env["CRM_LISTEN_FD"] = str(listener.fileno())
     restarts, recent, children = 0, [], [None] * count
@@ -353,21 +359,14 @@ def supervise(args, instance, settings, host=None, port=None):
                 continue
             index, code = ended[0]
             if stopping.is_set() or code in (0, 1):
-                result = 0 if stopping.is_set() else code
-                stop(None, None)
-                for child in children:
-                    child.wait()
                 note(f"server stopped (exit status {code})")
-                return result
+                return 0 if stopping.is_set() else code
             now_ = time.monotonic()
             recent = [t for t in recent if now_ - t < RESTART_WINDOW] + [now_]
             reason = f"signal {-code}" if code < 0 else f"exit status {code}"
             if len(recent) > RESTART_LIMIT:
                 note(f"server died ({reason}) {len(recent)} times in a minute; giving up")
                 _say(f"服务进程一分钟内反复退出（{reason}），已停止重启。请查看 {log_dir} 中的日志。")
-                stop(None, None)
-                for child in children:
-                    child.wait()
                 return 2
             restarts += 1
             note(f"server {index} died ({reason}); restarting ({restarts})")
@@ -375,6 +374,9 @@ def supervise(args, instance, settings, host=None, port=None):
             time.sleep(0.5)
             children[index] = start(index)
     finally:
+        stop(None, None)  # every way out ends all the server processes
+        for child in children:
+            child.wait()
         if listener is not None:
             listener.close()
 

@@ -19,3 +19,10 @@ class Actor:
 
 
 SYSTEM = Actor()
+
+
+def paging(count, page, per_page):
+    """(page, pages) for `count` rows, `per_page` to a page: the page asked for, kept within
+    1..pages (a page past the end shows the last)."""
+    pages = max(1, -(-count // per_page))
+    return min(max(1, page), pages), pages

@@ -331,14 +331,8 @@ def _load(database, source, fresh=False, before_commit=None):
                 keep = [c for c in columns if c in known]
                 statement = (f"INSERT INTO {_table_name(model)} ({crm_db.column_list(database, keep)}) "
                              f"VALUES ({', '.join([param] * len(keep))})")
-                batch = []
-                for row in rows:
-                    batch.append(tuple(row[c] for c in keep))
-                    if len(batch) == 5000:
-                        database.cursor().executemany(statement, batch)
-                        batch = []
-                if batch:
-                    database.cursor().executemany(statement, batch)
+                crm_db.executemany(database, statement,
+                                   (tuple(row[c] for c in keep) for row in rows))
             if not fresh:
                 with database.bind_ctx([CustomerGram, Customer]):
                     CustomerGram.follow(indexed)

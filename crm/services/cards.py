@@ -18,7 +18,7 @@ from crm.models import (
     now,
 )
 from crm.money import check_fen
-from crm.services import audit, validate
+from crm.services import audit, paging, validate
 from crm.services.ledger import (
     BUSINESS_TYPES,
     NOT_CLOSED,
@@ -395,6 +395,12 @@ def reissue(actor, card_id, key, reason, new_card_no=""):
 # --- reading --------------------------------------------------------------------------------
 
 RECORDS_PER_PAGE = 30  # the card page: the newest entries, older ones a page further
+
+
+def records_page(card, page=1):
+    """The card page's entries: (entries, page, pages), RECORDS_PER_PAGE of them newest first."""
+    page, pages = paging(card.entry_count, page, RECORDS_PER_PAGE)
+    return records(card.id, RECORDS_PER_PAGE, page), page, pages
 
 
 def records(card_id, limit=200, page=1):

@@ -7,7 +7,7 @@ from peewee import JOIN, SQL, IntegrityError, fn
 from crm.db import db
 from crm.errors import Conflict, NotFound, ValidationError
 from crm.models import AuditLog, Counter, Customer, CustomerGram, CustomerType, now
-from crm.services import audit, excel, validate
+from crm.services import audit, excel, paging, validate
 
 GENDERS = ("男", "女", "未知")
 _GENDER_WORDS = {
@@ -209,7 +209,7 @@ def search(q="", type_id=None, archived=False, sort="created", page=1, per_page=
     if total is None:
         total = matching.count()
         if not found and total:  # past the last page: show the last one
-            page = -(-total // per_page)
+            page, _ = paging(total, page, per_page)
             found = page_ids(page)
     ids = [row[0] for row in found]
     rows = {c.id: c for c in (Customer.select(Customer, CustomerType)

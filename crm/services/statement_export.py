@@ -29,11 +29,11 @@ def _title(shop_name, customer, start, end):
 
 def xlsx(shop_name, customer_id, start, end):
     """The whole period's statement as .xlsx bytes, streamed row by row from the database."""
-    customer = statements.customers.get_customer(customer_id)
     import openpyxl
     from openpyxl.cell import WriteOnlyCell
     from openpyxl.styles import Font
 
+    customer = statements.customers.get_customer(customer_id)
     summary = statements.totals(customer_id, start, end)
     book = openpyxl.Workbook(write_only=True)
     sheet = book.create_sheet("对账单")

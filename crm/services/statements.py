@@ -7,7 +7,7 @@ from peewee import JOIN, Case, fn
 
 from crm.errors import ValidationError
 from crm.models import Card, CardRecord, ConsumeRecord, User
-from crm.services import customers
+from crm.services import customers, paging
 
 MAX_DAYS = 5 * 366 + 1  # a period of at most five years
 PER_PAGE = 50
@@ -73,7 +73,7 @@ class Statement:
     @property
     def pages(self):
         """How many pages the period's entries fill."""
-        return max(1, -(-self.count // self.per_page))
+        return paging(self.count, 1, self.per_page)[1]
 
 
 def entries_query(customer_id, start, end):
@@ -118,8 +118,7 @@ def statement(customer_id, start, end, page=1, per_page=PER_PAGE):
     """The statement: one page of entries and the whole period's totals."""
     customer = customers.get_customer(customer_id)
     summary = totals(customer_id, start, end)
-    pages = max(1, -(-summary["entries"] // per_page))
-    page = min(max(1, page), pages)
+    page, _ = paging(summary["entries"], page, per_page)
     rows = list(entries_query(customer_id, start, end).paginate(page, per_page).objects())
     return Statement(customer, start, end, rows, summary, summary["entries"], page, per_page)
 

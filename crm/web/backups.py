@@ -41,8 +41,6 @@ def restore_with_confirmation(name, confirmation, recovery_key=""):
         key = key.encode("utf-8")
     result = backups.restore(folder(), name, actor=actor(), shop_name=shop, key=key)
     backups.check_later(result.pop("safety_path"))
-    if key is not None:  # the restore wrote it into the instance config file
-        current_app.config["LEDGER_KEY"] = key.decode("utf-8")
     return result
 
 

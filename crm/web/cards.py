@@ -33,11 +33,8 @@ def counter():
 
 def _card_page(card_id, status=200, **context):
     card = cards.get_card(card_id)
-    per_page = cards.RECORDS_PER_PAGE
-    pages = max(1, -(-card.entry_count // per_page))
-    page = min(int_arg("page", 1) or 1, pages)
-    return render_template("cards/detail.html", card=card,
-                           records=cards.records(card_id, per_page, page), page=page, pages=pages,
+    records, page, pages = cards.records_page(card, int_arg("page", 1))
+    return render_template("cards/detail.html", card=card, records=records, page=page, pages=pages,
                            methods=ledger.PAYMENT_METHODS, types=ledger.BUSINESS_TYPES,
                            rules_text=recharge_rules.describe(recharge_rules.active_rules()),
                            **context), status
