@@ -20,7 +20,7 @@ import time
 
 from _common import machine, recreate_mysql
 
-from crm import create_app  # noqa: E402
+from crm import clock, create_app  # noqa: E402
 from crm import db as crm_db  # noqa: E402
 from crm.models import Customer, User  # noqa: E402
 from crm.services import (  # noqa: E402
@@ -83,7 +83,7 @@ def main():
         print(f"filled {args.customers} customers and {made} entries in "
               f"{time.perf_counter() - started:.0f} s")
         heavy, huge = [c.id for c in Customer.select(Customer.id).order_by(Customer.id).limit(2)]
-        today = datetime.date.today()
+        today = clock.today()
         month = today - datetime.timedelta(days=29)
         year = today - datetime.timedelta(days=365)
         print("\nserver time:")

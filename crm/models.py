@@ -1,5 +1,4 @@
 """The tables. Money is integer fen in BIGINT columns; ledger tables are append-only."""
-import datetime
 
 from peewee import (
     SQL,
@@ -17,12 +16,8 @@ from peewee import (
     fn,
 )
 
+from crm.clock import now
 from crm.db import column_list, db, executemany
-
-
-def now():
-    """Local wall-clock time to the second: what is stored, shown and sealed in the ledger."""
-    return datetime.datetime.now().replace(microsecond=0)
 
 
 class BaseModel(Model):

@@ -6,6 +6,8 @@ import logging
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from crm import clock
+
 log = logging.getLogger(__name__)
 
 
@@ -17,7 +19,7 @@ def nightly_backup(app):
     try:
         keep = tuple(int(n) for n in str(config["BACKUP_KEEP"]).split(","))
         with app.app_context(), app.extensions["crm_db"].connection_context():
-            info = backups.run_scheduled(config["BACKUP_DIR"], datetime.datetime.now(),
+            info = backups.run_scheduled(config["BACKUP_DIR"], clock.now(),
                                          backups.parse_time(config["BACKUP_TIME"]),
                                          config["SHOP_NAME"], config.get("BACKUP_COPY_DIR", ""),
                                          keep)
@@ -37,6 +39,7 @@ def start(app, first_check_seconds=60):
                  app.config["BACKUP_TIME"])
         scheduler.add_job(nightly_backup, "interval", minutes=10, args=(app,),
                           id="nightly_backup", max_instances=1, coalesce=True,
+                          # APScheduler sleeps in real time; the job asks crm.clock what is due.
                           next_run_time=datetime.datetime.now()
                           + datetime.timedelta(seconds=first_check_seconds))
     scheduler.start()

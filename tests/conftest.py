@@ -5,7 +5,12 @@ Every test that uses `app` (directly or through another fixture) runs once per b
 test `@pytest.mark.backends("sqlite")` to run it on one only. MariaDB is at CRM_TEST_MYSQL_URL
 (default mysql://root@127.0.0.1:3306); when it is unreachable its tests are skipped, unless
 CRM_REQUIRE_MYSQL=1 (CI), where that is a failure.
+
+Time: every test runs with the app's one clock (crm.clock) moved to FIXED_NOW, running on from
+there, so nothing depends on the day the suite runs. A test whose outcome depends on the date
+takes the `clock` fixture: it runs once at FIXED_NOW and once a year ahead of the real date.
 """
+import datetime
 import os
 import re
 import shutil
@@ -18,6 +23,7 @@ import pymysql
 import pytest
 from waitress.server import create_server
 
+from crm import clock as crm_clock
 from crm import create_app
 from crm import db as crm_db
 from crm.models import ALL_MODELS
@@ -28,6 +34,7 @@ BACKENDS = ("sqlite", "mysql")
 MYSQL_URL = os.environ.get("CRM_TEST_MYSQL_URL", "mysql://root@127.0.0.1:3306")
 CHROMIUM = "/usr/bin/chromium"
 PASSWORD = "correct-horse-9"
+FIXED_NOW = datetime.datetime(2026, 11, 27, 9, 30)  # a Friday morning; the PC was off at 02:00
 
 
 def pytest_configure(config):
@@ -60,6 +67,48 @@ def pytest_terminal_summary(terminalreporter):
         if counts:
             text = ", ".join(f"{n} {o}" for o, n in sorted(counts.items()))
             terminalreporter.write_line(f"{label}: {text}")
+
+
+def _year_ahead():
+    """FIXED_NOW's time of day, a year after the real date (28 Feb for a 29 Feb)."""
+    today = datetime.date.today()
+    try:
+        day = today.replace(year=today.year + 1)
+    except ValueError:
+        day = today.replace(year=today.year + 1, day=28)
+    return datetime.datetime.combine(day, FIXED_NOW.time())
+
+
+@pytest.fixture(autouse=True)
+def fixed_clock():
+    """The app's clock at FIXED_NOW for every test (it keeps running from there)."""
+    with crm_clock.travel(FIXED_NOW):
+        yield FIXED_NOW
+
+
+class Clock:
+    """The app's clock as a test sees it: where it started, now, today, and moving it on."""
+
+    def __init__(self, start):
+        self.start = start
+
+    def now(self):
+        return crm_clock.now()
+
+    def today(self):
+        return crm_clock.today()
+
+    def advance(self, **delta):
+        """Move the clock on: clock.advance(minutes=16)."""
+        crm_clock.set_clock(crm_clock.now() + datetime.timedelta(**delta))
+
+
+@pytest.fixture(params=["fixed", "year_ahead"])
+def clock(request, fixed_clock):
+    """For tests that depend on the date: run at FIXED_NOW, and once a year ahead of today."""
+    start = FIXED_NOW if request.param == "fixed" else _year_ahead()
+    crm_clock.set_clock(start)
+    return Clock(start)
 
 
 def _server_url(name=""):

@@ -1,11 +1,10 @@
 """Login, logout, lockout, first-run setup, CSRF and the role check on every URL."""
-import datetime
 import re
 
 import bcrypt
 import pytest
 
-from crm.models import AuditLog, AuthToken, LoginThrottle, User
+from crm.models import AuditLog, LoginThrottle, User
 from crm.services import SYSTEM
 from crm.services import users as user_service
 from tests.conftest import PASSWORD, csrf_token
@@ -107,7 +106,8 @@ def test_wrong_password_is_refused_with_a_generic_message(client, make_user, aut
         assert "用户名或密码错误" in resp.get_data(as_text=True)
 
 
-def test_sixth_attempt_is_locked_even_with_the_right_password(app, client, make_user, auth):
+def test_sixth_attempt_is_locked_even_with_the_right_password(app, client, make_user, auth,
+                                                               clock):
     """After 5 wrong passwords the name is locked for 15 minutes, then usable again."""
     make_user("ann")
     for _ in range(5):
@@ -121,14 +121,11 @@ def test_sixth_attempt_is_locked_even_with_the_right_password(app, client, make_
         return LoginThrottle.get(LoginThrottle.username == "ann").locked_until
 
     until = _in_db(app, lock)
-    minutes = (until - datetime.datetime.now()).total_seconds() / 60
+    minutes = (until - clock.now()).total_seconds() / 60
     assert 14 < minutes <= 15
-
-    def expire():
-        LoginThrottle.update(locked_until=datetime.datetime.now() - datetime.timedelta(seconds=1)
-                             ).execute()
-
-    _in_db(app, expire)
+    clock.advance(minutes=14)
+    assert auth.login("ann", PASSWORD).status_code == 429  # still locked
+    clock.advance(minutes=1, seconds=1)
     assert auth.login("ann", PASSWORD).status_code == 302
     actions = _in_db(app, lambda: [a.action for a in AuditLog.select().order_by(AuditLog.id)])
     assert actions.count("login.failed") == 4 and "login.locked" in actions
@@ -192,13 +189,16 @@ def test_admin_creates_user_through_the_form(app, client, admin):
     assert _in_db(app, lambda: User.select().where(User.username == "ann").count()) == 1
 
 
-def test_web_idle_session_expires(app, client, make_user, auth):
-    """A web login idle past its limit is over."""
+def test_web_idle_session_expires(app, client, make_user, auth, clock):
+    """A web login idle past its limit (480 minutes) is over; one in use slides on."""
     make_user("ann")
     auth.login("ann")
     assert client.get("/").status_code == 200
-    _in_db(app, lambda: AuthToken.update(
-        expires_at=datetime.datetime.now() - datetime.timedelta(seconds=1)).execute())
+    clock.advance(minutes=470)
+    assert client.get("/").status_code == 200  # used within the limit: it slides on
+    clock.advance(minutes=470)
+    assert client.get("/").status_code == 200
+    clock.advance(minutes=481)
     assert client.get("/").status_code == 302
 
 

@@ -320,17 +320,27 @@ def test_restore_on_a_new_pc_needs_the_recovery_key(app, folder, tmp_path, backe
     ledger.configure(app.config)
 
 
-def test_schedule_catches_up_once_per_day_and_rotates(app, folder):
-    """With a controlled clock: a missed 02:00 run happens at the next start; never twice for
-    one day; rotation keeps exactly 7 daily, 4 weekly and 12 monthly."""
-    shop = make_shop(app)
+def test_schedule_catches_up_once_per_day_and_rotates(app, folder, clock):
+    """With the app's clock moved: a missed 02:00 run happens at the next start (the scheduler's
+    own job, named by that clock); never twice for one day; due again after the next 02:00;
+    rotation keeps exactly 7 daily, 4 weekly and 12 monthly."""
+    from crm import scheduler
+
+    make_shop(app)
+    app.config["BACKUP_TIME"] = "02:00"
     at = backups.parse_time("02:00")
-    day = datetime.datetime(2026, 11, 27, 9, 30)  # the PC was off at 02:00
+    day = clock.now()  # 09:30: the PC was off at 02:00
     assert backups.is_due(day, at, folder)
-    first = shop.do(lambda: backups.run_scheduled(folder, day, at, "店"))
-    assert first is not None and first["kind"] == "daily"
-    assert shop.do(lambda: backups.run_scheduled(folder, day.replace(hour=18), at, "店")) is None
-    assert backups.is_due(day + datetime.timedelta(days=1, hours=-7), at, folder) is True
+    scheduler.nightly_backup(app)
+    made = [b["name"] for b in backups.list_backups(folder)]
+    assert len(made) == 1 and made[0].startswith(f"crm-backup-{day:%Y%m%d}-09") \
+        and made[0].endswith("-daily.zip"), made
+    clock.advance(hours=8, minutes=30)  # 18:00 the same day: nothing more
+    assert not backups.is_due(clock.now(), at, folder)
+    scheduler.nightly_backup(app)
+    assert [b["name"] for b in backups.list_backups(folder)] == made
+    clock.advance(hours=8, minutes=5)  # 02:05 the next day: due again
+    assert backups.is_due(clock.now(), at, folder) is True
 
     # Rotation, on files dated over 15 months.
     rotation = Path(app.instance_path) / "rotation"

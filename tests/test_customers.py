@@ -1,4 +1,5 @@
 """Customers and customer types: web pages and API, validation, search, audit, export."""
+import datetime
 import io
 import json
 
@@ -338,3 +339,14 @@ def test_api_types(app, client, api_token, make_customer):
     resp = client.post("/api/v1/customer-types", json={"name": "VIP客户"}, headers=headers)
     assert resp.status_code == 409
     assert client.delete("/api/v1/customer-types/999", headers=headers).status_code == 404
+
+
+def test_a_birthday_after_today_is_refused_by_the_apps_clock(client, api_token, clock):
+    """Today is a possible birthday (a newborn's card); tomorrow, by the app's clock, is not."""
+    headers = api_token("ann")
+    tomorrow = (clock.today() + datetime.timedelta(days=1)).isoformat()
+    resp = client.post("/api/v1/customers", json={**GOOD, "birthday": tomorrow}, headers=headers)
+    assert resp.status_code == 422 and "生日不合理" in resp.get_json()["error"]["message"]
+    resp = client.post("/api/v1/customers", json={**GOOD, "birthday": clock.today().isoformat()},
+                       headers=headers)
+    assert resp.status_code == 201, resp.get_json()

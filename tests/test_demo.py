@@ -1,13 +1,17 @@
 """Demo data: sealed chains and balances that verify, consume records, numbers that go on."""
+import datetime
+
+from peewee import fn
+
 from crm.models import Card, CardRecord, ConsumeRecord, Customer
 from crm.services import customers, demo, ledger
 from tests.ledger_helpers import make_shop
 
 
-def test_seed_bulk_makes_a_verifiable_ledger(app):
-    """100 customers, 3,000 entries (one customer with 800): every chain verifies, balances are
-    the sums of entries, consume records match (reversals included), and normal work carries on
-    after it."""
+def test_seed_bulk_makes_a_verifiable_ledger(app, clock):
+    """100 customers, 3,000 entries (one customer with 800) over the year up to now by the app's
+    clock: every chain verifies, balances are the sums of entries, consume records match
+    (reversals included), and normal work carries on after it."""
     shop = make_shop(app)
 
     def seed():
@@ -18,6 +22,9 @@ def test_seed_bulk_makes_a_verifiable_ledger(app):
     report = shop.verify()
     assert report.ok, report.problems[:3]
     assert report.entries_checked == 3000 and report.cards_checked == 100
+    first, last = shop.do(lambda: CardRecord.select(fn.MIN(CardRecord.created_at),
+                                                    fn.MAX(CardRecord.created_at)).tuples().get())
+    assert clock.now() - datetime.timedelta(days=367) < first <= last <= clock.now()
     heavy = shop.do(lambda: Card.select().order_by(Card.id).first())
     assert heavy.entry_count == 800
     sales = shop.do(lambda: ConsumeRecord.select().count())

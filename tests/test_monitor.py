@@ -1,4 +1,5 @@
 """数据监控: the facts, and the problems that become a banner on the admin's home page."""
+import datetime
 from pathlib import Path
 
 from crm.services import backups, monitor
@@ -44,3 +45,22 @@ def test_operator_does_not_see_the_banner(app, client):
     AuthActions(client).login("ann")
     assert "problem-banner" not in client.get("/").get_data(as_text=True)
     assert client.get("/admin/monitor").status_code == 403
+
+
+def test_backup_age_today_and_next_backup_follow_the_apps_clock(app, clock):
+    """"Today's entries", the next nightly backup and "no backup for 2 days" are read off the
+    app's clock: a backup made now is fine tomorrow and a problem three days on."""
+    shop = make_shop(app)
+    app.config["BACKUP_TIME"] = "02:00"
+    shop.open_card(amount=100, bonus=0)
+    run(app, lambda: backups.create(app.config["BACKUP_DIR"], "manual", "店", None))
+    status = run(app, lambda: monitor.status(app.config))
+    tomorrow = clock.today() + datetime.timedelta(days=1)
+    assert status["today_entries"] == 1 and status["problems"] == []
+    assert status["next_backup"] == f"{tomorrow.isoformat()} 02:00"
+    clock.advance(days=1)
+    status = run(app, lambda: monitor.status(app.config))
+    assert status["today_entries"] == 0 and status["problems"] == []
+    clock.advance(days=2)
+    problems = run(app, lambda: monitor.status(app.config))["problems"]
+    assert any("已超过 2 天没有备份" in p for p in problems), problems

@@ -1,5 +1,4 @@
 """对账单: the entries and totals of a period, reconciling; Excel and PDF exports; bad periods."""
-import contextlib
 import datetime
 import io
 import random
@@ -8,6 +7,7 @@ import subprocess
 import openpyxl
 import pytest
 
+from crm import clock as crm_clock
 from crm.models import CardRecord
 from crm.services import cards, statements
 from tests.conftest import AuthActions, pdf_text
@@ -16,17 +16,9 @@ from tests.ledger_helpers import key, make_shop
 DAY = datetime.date(2026, 3, 2)
 
 
-@contextlib.contextmanager
 def at(monkeypatch, moment):
-    """Money moved inside this block is stamped `moment`."""
-    import crm.services.cards as cards_module
-    import crm.services.ledger as ledger_module
-
-    stamp = moment.replace(microsecond=0)
-    with monkeypatch.context() as patch:
-        patch.setattr(cards_module, "now", lambda: stamp)
-        patch.setattr(ledger_module, "now", lambda: stamp)
-        yield
+    """Money moved inside this block is stamped `moment` (the app's clock stands still there)."""
+    return crm_clock.travel(moment, frozen=True)
 
 
 @pytest.fixture
@@ -71,10 +63,10 @@ def test_statement_lists_the_period_and_reconciles(app, history):
     assert result.entries[1].remark == "烫发" and result.entries[1].display_name == "安安"
 
 
-def test_closing_of_a_period_to_today_is_the_cards_balance(app, history):
+def test_closing_of_a_period_to_today_is_the_cards_balance(app, history, clock):
     """Up to today, the closing balance is what the cards hold now."""
     shop, first, second = history
-    today = datetime.date.today()
+    today = clock.today()
     totals = shop.do(lambda: statements.totals(shop.customer_id, DAY, today))
     assert totals["closing_balance"] == shop.card(first).money + shop.card(second).money
 
@@ -111,7 +103,7 @@ def test_totals_reconcile_on_random_data(app, monkeypatch):
         assert totals["opening_balance"] + sum(r.amount for r in inside) == totals["closing_balance"]
 
 
-def test_long_periods_page_but_totals_cover_the_period(app, monkeypatch):
+def test_long_periods_page_but_totals_cover_the_period(app, monkeypatch, clock):
     """120 entries: pages of 50; the totals are the whole period's."""
     shop = make_shop(app)
     card_id = shop.open_card(amount=50000, bonus=0)
@@ -119,9 +111,29 @@ def test_long_periods_page_but_totals_cover_the_period(app, monkeypatch):
         with at(monkeypatch, datetime.datetime(2026, 2, 1, 8) + datetime.timedelta(minutes=i)):
             shop.do(lambda: cards.consume(shop.operator, card_id, key(), 100))
     result = shop.do(lambda: statements.statement(shop.customer_id, datetime.date(2026, 1, 1),
-                                                  datetime.date.today(), page=3))
+                                                  clock.today(), page=3))
     assert (result.count, result.pages, len(result.entries)) == (120, 3, 20)
     assert result.totals["consume"] == -11900
+
+
+def _expected_preset(name, today):
+    """The periods written out by hand: 今天, 本周 (from Monday), 本月, 上月."""
+    monday = today - datetime.timedelta(days=today.weekday())
+    first = today.replace(day=1)
+    last_month_end = first - datetime.timedelta(days=1)
+    return {"today": (today, today), "week": (monday, today), "month": (first, today),
+            "last_month": (last_month_end.replace(day=1), last_month_end)}[name]
+
+
+@pytest.mark.parametrize("preset", ["today", "week", "month", "last_month", None])
+def test_presets_follow_the_apps_clock(app, client, api_token, clock, preset):
+    """The period presets (and the default, this month) are computed from the app's clock,
+    through the API as a page or report would ask."""
+    headers = api_token("ann")
+    query = f"?preset={preset}" if preset else ""
+    body = client.get(f"/api/v1/stats{query}", headers=headers).get_json()
+    start, end = _expected_preset(preset or "month", clock.today())
+    assert (body["start"], body["end"]) == (start.isoformat(), end.isoformat())
 
 
 def test_exports_carry_the_rows_and_totals(app, client, history, tmp_path):

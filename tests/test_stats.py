@@ -8,12 +8,11 @@ import openpyxl
 import pytest
 from playwright.sync_api import expect
 
+from crm import clock as crm_clock
 from crm.models import Card, ConsumeRecord, Customer
 from crm.services import cards, customer_types, customers, statements, stats
 from tests.conftest import PASSWORD, AuthActions
 from tests.ledger_helpers import key, make_shop
-
-TODAY = datetime.date.today()
 
 
 @pytest.fixture
@@ -42,10 +41,11 @@ def known(app):
     return shop, (a, b, c)
 
 
-def test_dashboard_figures_equal_independent_sums(app, known):
+def test_dashboard_figures_equal_independent_sums(app, clock, known):
     """Every figure of the dashboard equals what this test adds up from the rows."""
+    today = clock.today()
     shop, _ = known
-    s = shop.do(lambda: stats.summary(TODAY, TODAY))
+    s = shop.do(lambda: stats.summary(today, today))
     assert s["total_recharge"] == 30000 + 20000 + 10000
     assert s["bonus_given"] == 3000
     assert s["total_consume"] == 5000 + 2500 + 4000  # the reversed 10.00 does not count
@@ -59,20 +59,21 @@ def test_dashboard_figures_equal_independent_sums(app, known):
     assert net == s["total_consume"]
 
 
-def test_charts_data(app, known):
+def test_charts_data(app, clock, known):
     """Daily, by type, top customers and activity, on the same known data."""
+    today = clock.today()
     shop, _ = known
-    data = shop.do(lambda: stats.dashboard(TODAY - datetime.timedelta(days=2), TODAY))
+    data = shop.do(lambda: stats.dashboard(today - datetime.timedelta(days=2), today))
     assert [d["day"] for d in data["daily"]] == [
-        (TODAY - datetime.timedelta(days=n)).isoformat() for n in (2, 1, 0)]
-    assert data["daily"][-1] == {"day": TODAY.isoformat(), "recharge": 60000, "consume": 11500}
+        (today - datetime.timedelta(days=n)).isoformat() for n in (2, 1, 0)]
+    assert data["daily"][-1] == {"day": today.isoformat(), "recharge": 60000, "consume": 11500}
     assert data["daily"][0]["recharge"] == 0
     assert data["by_type"] == [{"type": "未分类", "amount": 7500}, {"type": "VIP客户", "amount": 4000}]
     assert [(t["name"], t["amount"]) for t in data["top"]] == [("张三", 7500), ("李四", 4000)]
     assert data["activity"][0]["customers"] == 3 and data["activity"][3]["customers"] == 0
 
     def age_one():
-        Customer.update(last_visit_at=datetime.datetime.now() - datetime.timedelta(days=45)).where(
+        Customer.update(last_visit_at=clock.now() - datetime.timedelta(days=45)).where(
             Customer.name == "王五").execute()
         Customer.update(last_visit_at=None).where(Customer.name == "李四").execute()
 
@@ -81,24 +82,26 @@ def test_charts_data(app, known):
     assert counts == [1, 1, 0, 1]
 
 
-def test_closing_adds_up(app, known):
+def test_closing_adds_up(app, clock, known):
     """日结: cash and wechat takings; the cash the till should hold; one operator's share."""
+    today = clock.today()
     shop, _ = known
-    result = shop.do(lambda: stats.closing(TODAY))
+    result = shop.do(lambda: stats.closing(today))
     assert result["money_in"]["cash"] == 40000 and result["money_in"]["wechat"] == 20000
     assert result["cash"] == 40000
     assert result["totals"]["reversal_consume"] == 1000 and result["totals"]["consume"] == -12500
-    mine = shop.do(lambda: stats.closing(TODAY, shop.admin.user.id))
+    mine = shop.do(lambda: stats.closing(today, shop.admin.user.id))
     assert mine["money_in"]["cash"] == 0 and mine["totals"] == {"reversal_consume": 1000}
 
 
-def test_reversed_cash_recharge_leaves_the_till(app):
+def test_reversed_cash_recharge_leaves_the_till(app, clock):
     """A reversed cash recharge is money handed back: the till's cash goes down by it."""
+    today = clock.today()
     shop = make_shop(app)
     card_id = shop.open_card(amount=10000, bonus=0)
     first = shop.do(lambda: cards.recharge(shop.operator, card_id, key(), 5000, bonus=0))
     shop.do(lambda: cards.reverse(shop.admin, first["record_id"], key(), "充错"))
-    assert shop.do(lambda: stats.closing(TODAY))["cash"] == 10000
+    assert shop.do(lambda: stats.closing(today))["cash"] == 10000
 
 
 def test_pages_and_exports(client, known):
@@ -161,7 +164,7 @@ def test_dashboard_figures_are_reused_for_the_cache_time(app):
 
     shop = make_shop(app)
     card_id = shop.open_card(amount=10000, bonus=0)
-    today = datetime.date.today()
+    today = crm_clock.today()
     try:
         stats.configure({"STATS_CACHE_SECONDS": 0.5})
         first = shop.do(lambda: stats.dashboard(today, today))
@@ -219,9 +222,10 @@ def test_warm_up_computes_this_months_figures_ahead(app):
         stats.configure({"STATS_CACHE_SECONDS": 0})
 
 
-def test_a_restore_drops_the_kept_figures(app):
+def test_a_restore_drops_the_kept_figures(app, clock):
     """Figures kept for the cache time are dropped by a restore: the next look shows the
     restored data, not the figures from before it."""
+    today = clock.today()
     from pathlib import Path
 
     from crm.services import backups
@@ -233,10 +237,10 @@ def test_a_restore_drops_the_kept_figures(app):
     shop.open_card(amount=5000, bonus=0)  # after the backup: the restore takes it away
     try:
         stats.configure({"STATS_CACHE_SECONDS": 30})
-        before = shop.do(lambda: stats.dashboard(TODAY, TODAY))
+        before = shop.do(lambda: stats.dashboard(today, today))
         assert before["summary"]["total_recharge"] == 15000
         shop.do(lambda: backups.restore(folder, made["name"], shop_name="店"))
-        after = shop.do(lambda: stats.dashboard(TODAY, TODAY))
+        after = shop.do(lambda: stats.dashboard(today, today))
         assert after["summary"]["total_recharge"] == 10000
     finally:
         stats.configure({"STATS_CACHE_SECONDS": 0})

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from crm import __version__
 from crm import db as crm_db
+from crm.clock import now
 from crm.errors import Conflict, CrmError, NotFound, ValidationError
 from crm.models import (
     AuditLog,
@@ -35,7 +36,6 @@ from crm.models import (
     LoginThrottle,
     RechargeRule,
     User,
-    now,
 )
 from crm.services import audit, ledger, stats
 

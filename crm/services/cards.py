@@ -4,6 +4,7 @@ import re
 
 from peewee import JOIN, IntegrityError
 
+from crm.clock import now
 from crm.db import db
 from crm.errors import Conflict, NotFound, ValidationError
 from crm.models import (
@@ -15,7 +16,6 @@ from crm.models import (
     CustomerType,
     RechargeRule,
     User,
-    now,
 )
 from crm.money import check_fen
 from crm.services import audit, paging, validate

@@ -10,9 +10,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from crm.clock import now
 from crm.db import db
 from crm.errors import Conflict, CrmError, NotFound, ValidationError
-from crm.models import AuditLog, Card, Counter, Customer, CustomerGram, CustomerType, now
+from crm.models import AuditLog, Card, Counter, Customer, CustomerGram, CustomerType
 from crm.money import parse_optional
 from crm.services import audit, cards, customers, ledger, validate
 
@@ -334,7 +335,7 @@ def stash(folder, data):
     """Keep an uploaded sheet until it is confirmed; return its token. Old ones are removed."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    cutoff = time.time() - STASH_HOURS * 3600
+    cutoff = time.time() - STASH_HOURS * 3600  # against the files' real mtimes, not crm.clock
     for old in folder.glob("*.xlsx"):
         if old.stat().st_mtime < cutoff:
             old.unlink(missing_ok=True)

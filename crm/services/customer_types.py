@@ -1,9 +1,10 @@
 """Customer types (客户类型): VIP客户, 普通客户 … with an optional member discount. Admin only."""
 from peewee import JOIN, IntegrityError, fn
 
+from crm.clock import now
 from crm.db import db
 from crm.errors import Conflict, NotFound
-from crm.models import Customer, CustomerType, now
+from crm.models import Customer, CustomerType
 from crm.services import audit, validate
 
 

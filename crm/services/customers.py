@@ -4,9 +4,10 @@ import re
 
 from peewee import JOIN, SQL, IntegrityError, fn
 
+from crm.clock import now
 from crm.db import db
 from crm.errors import Conflict, NotFound, ValidationError
-from crm.models import AuditLog, Counter, Customer, CustomerGram, CustomerType, now
+from crm.models import AuditLog, Counter, Customer, CustomerGram, CustomerType
 from crm.services import audit, excel, paging, validate
 
 GENDERS = ("男", "女", "未知")

@@ -8,6 +8,8 @@ import threading
 from peewee import fn
 from pymysql.converters import escape_string
 
+from crm import clock
+
 SURNAMES = ("王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡余杜叶程"
             "苏魏吕丁任沈姚卢姜崔钟谭陆汪范金石廖贾夏韦付方白邹孟熊秦邱江尹薛闫段雷侯龙史陶黎贺顾毛郝龚邵万钱严")
 GIVEN = ("伟芳娜秀英敏静丽强磊军洋勇艳杰娟涛明超秀兰霞平刚桂英华玉兰萍红娥玲芬燕彬鹏辉建国建华"
@@ -118,16 +120,18 @@ def _text(moment):
     return moment.strftime("%Y-%m-%d %H:%M:%S")
 
 
-def _entry_times(rng, count, days, end):
-    """`count` sorted times over the last `days` days, in opening hours (09–21), more at weekends."""
+def _entry_times(rng, count, days, latest):
+    """`count` sorted times over the last `days` days up to `latest` (none in the future), in
+    opening hours (09–21), more at weekends."""
     times = []
     while len(times) < count:
-        day = end - datetime.timedelta(days=rng.randrange(days))
+        day = latest.date() - datetime.timedelta(days=rng.randrange(days))
         if day.weekday() < 5 and rng.random() < 0.3:
             continue  # weekdays are quieter
-        times.append(datetime.datetime.combine(day, datetime.time(rng.randrange(9, 21),
-                                                                  rng.randrange(60),
-                                                                  rng.randrange(60))))
+        moment = datetime.datetime.combine(day, datetime.time(rng.randrange(9, 21),
+                                                              rng.randrange(60), rng.randrange(60)))
+        # Later today than now: the same hour a day earlier (this loop always ends).
+        times.append(moment if moment <= latest else moment - datetime.timedelta(days=1))
     return sorted(times)
 
 
@@ -182,11 +186,10 @@ def seed_bulk(database, operator, customers=1000, entries=10000, heavy=(), seed=
     counts for the first customers (e.g. one with 10,000). Bulk inserts, explicit ids."""
     from crm.db import is_mysql
     from crm.models import Card, CardRecord, Counter, Customer, CustomerGram, CustomerType
-    from crm.models import now as now_
 
     rng = random.Random(seed)
     p = database.param
-    end = datetime.date.today()
+    latest = clock.now()
     type_ids = []
     for name, discount in TYPES:
         found = CustomerType.get_or_none(CustomerType.name == name)
@@ -218,7 +221,7 @@ def seed_bulk(database, operator, customers=1000, entries=10000, heavy=(), seed=
         "gram": f"INSERT INTO t_customer_gram (gram, customer_id) VALUES ({p}, {p})",
     }
     people = fake_customers(customers, seed=seed, start=first_customer)
-    stamp = _text(now_())
+    stamp = _text(clock.now())
     insert = _insert_literal if is_mysql(database) else _insert_params
 
     def batches():
@@ -229,11 +232,11 @@ def seed_bulk(database, operator, customers=1000, entries=10000, heavy=(), seed=
             customer_id, card_id = first_customer + index, first_card + index
             number = f"{customer_no + index:06d}"
             person = next(people)
-            times = _entry_times(rng, counts[index], days, end)
+            times = _entry_times(rng, counts[index], days, latest)
             records, sales, card = _card_history(rng, card_id, customer_id, operator.id,
                                                  counts[index], times, record_id)
             record_id += len(records)
-            created = _text((times[0] if times else now_()) - datetime.timedelta(minutes=5))
+            created = _text((times[0] if times else clock.now()) - datetime.timedelta(minutes=5))
             batch["customer"].append((
                 customer_id, number, person["name"], person["gender"], person["phone"],
                 person["address"], rng.choice(type_ids), person["remark"], False, created,

@@ -22,9 +22,10 @@ from pathlib import Path
 from peewee import IntegrityError
 
 from crm import config as crm_config
+from crm.clock import now
 from crm.db import db
 from crm.errors import Conflict, CrmError, NotFound, ValidationError
-from crm.models import Card, CardRecord, now
+from crm.models import Card, CardRecord
 from crm.money import format_yuan
 
 BUSINESS_TYPES = {

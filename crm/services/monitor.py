@@ -11,10 +11,11 @@ from peewee import fn
 
 from crm import __version__
 from crm import db as crm_db
-from crm.models import Card, CardRecord, Customer, now
+from crm.clock import now
+from crm.models import Card, CardRecord, Customer
 from crm.services import backups, ledger
 
-STARTED = time.time()
+STARTED = time.monotonic()  # uptime is an interval: the real clock's, not crm.clock's
 
 
 def _database_facts(database):
@@ -50,7 +51,7 @@ def status(config, restarts=None):
         restarts = int(config.get("RESTARTS", 0) or 0)
     database = crm_db.db.obj
     kind, version, size, durable, setting = _database_facts(database)
-    today = datetime.datetime.combine(datetime.date.today(), datetime.time())
+    today = datetime.datetime.combine(now().date(), datetime.time())
     counts = {m._meta.table_name: m.select().count() for m in (Customer, Card, CardRecord)}
     today_count, today_sum = (CardRecord.select(fn.COUNT(CardRecord.id),
                                                 fn.COALESCE(fn.SUM(CardRecord.amount), 0))
@@ -83,7 +84,7 @@ def status(config, restarts=None):
     for label, (path, free) in disks.items():
         if free < warn_bytes:
             problems.append(f"{label}文件夹所在磁盘剩余空间不足：{free / 1e9:.1f} GB（{path}）")
-    uptime = int(time.time() - STARTED)
+    uptime = int(time.monotonic() - STARTED)
     return {
         "database": kind, "version": version, "size": size, "durable": durable,
         "durability_setting": setting, "counts": counts, "today_entries": today_count,

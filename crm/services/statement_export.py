@@ -1,8 +1,8 @@
 """对账单 as Excel (streamed, write-only) and as A4 PDF (Chinese font, repeated header row,
 page numbers). Both carry exactly the statement's rows and totals."""
-import datetime
 import io
 
+from crm import clock
 from crm.money import format_yuan, yuan_decimal
 from crm.services import ledger, pdf, statements
 
@@ -24,7 +24,7 @@ def _title(shop_name, customer, start, end):
     return [(f"{shop_name} · 客户对账单",),
             (f"客户：{customer.name}（编号 {customer.customer_no}，电话 {customer.phone}）",),
             (f"期间：{start.isoformat()} 至 {end.isoformat()}",),
-            (f"制表时间：{datetime.datetime.now().strftime('%Y-%m-%d %H:%M:%S')}",)]
+            (f"制表时间：{clock.now().strftime('%Y-%m-%d %H:%M:%S')}",)]
 
 
 def xlsx(shop_name, customer_id, start, end):

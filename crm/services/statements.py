@@ -5,6 +5,7 @@ from dataclasses import dataclass
 
 from peewee import JOIN, Case, fn
 
+from crm import clock
 from crm.errors import ValidationError
 from crm.models import Card, CardRecord, ConsumeRecord, User
 from crm.services import customers, paging
@@ -18,7 +19,7 @@ TOTAL_TYPES = ("opening", "recharge", "bonus", "consume", "reversal", "refund", 
 
 def preset_period(name, today=None):
     """(start, end) dates of a named period: 今天, 本周 (Monday on), 本月, 上月."""
-    today = today or datetime.date.today()
+    today = today or clock.today()
     if name == "today":
         return today, today
     if name == "week":

@@ -7,9 +7,10 @@ import time
 
 from peewee import JOIN, SQL, Case, fn
 
+from crm.clock import now
 from crm.db import db
 from crm.errors import NotFound, ValidationError
-from crm.models import Card, CardRecord, ConsumeRecord, Customer, CustomerType, User, now
+from crm.models import Card, CardRecord, ConsumeRecord, Customer, CustomerType, User
 from crm.money import yuan_decimal
 from crm.services import excel, ledger, statements
 
@@ -268,7 +269,7 @@ def chart_xlsx(chart, start, end):
 def parse_day(value):
     """A day as YYYY-MM-DD; today when not given."""
     if not value:
-        return datetime.date.today()
+        return now().date()
     try:
         return datetime.date.fromisoformat(str(value).strip())
     except ValueError:

@@ -8,9 +8,10 @@ import secrets
 import bcrypt
 from peewee import IntegrityError
 
+from crm.clock import now
 from crm.db import db
 from crm.errors import AuthError, Conflict, Forbidden, NotFound, ValidationError
-from crm.models import AuthToken, LoginThrottle, User, now
+from crm.models import AuthToken, LoginThrottle, User
 from crm.services import Actor, audit
 
 USERNAME_RE = re.compile(r"^[\w.\-@]{2,50}$")

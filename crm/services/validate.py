@@ -2,6 +2,7 @@
 import datetime
 import re
 
+from crm import clock
 from crm.errors import ValidationError
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
@@ -44,7 +45,7 @@ def date(value, label, field, allow_future=False):
     if not isinstance(value, datetime.date):
         raise ValidationError(f"{label}格式不正确，请写成 2000-01-31", code=f"invalid_{field}",
                               field=field)
-    if value.year < 1900 or (not allow_future and value > datetime.date.today()):
+    if value.year < 1900 or (not allow_future and value > clock.today()):
         raise ValidationError(f"{label}不合理：{value.isoformat()}", code=f"invalid_{field}",
                               field=field)
     return value
