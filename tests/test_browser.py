@@ -212,11 +212,20 @@ def test_restore_page(app, page):
     assert run(app, lambda: Card.select().where(Card.card_no == "GONE-1").count()) == 0
 
 
+# The ids of forms with several submit buttons (on any page) that a browser test clicks through:
+# status-form by test_card_status_buttons_send_their_action.
+CLICKED_FORMS = {"status-form"}
+SEVERAL_SUBMITS = """() => [...document.forms].filter(f => f.querySelectorAll(
+    'button:not([type=button]):not([type=reset]), input[type=submit], input[type=image]'
+).length > 1).map(f => f.id || f.getAttribute('action'))"""
+
+
 @pytest.mark.backends("sqlite")  # the policy and the pages do not depend on the database
 def test_every_page_loads_under_the_csp_without_console_errors(app, page):
     """Every page a person can open (GET routes that answer HTML), as the admin, with real ids:
     each loads without a console error, so the CSP holds everywhere (a blocked inline script or
-    style is a console error, which the `page` fixture turns into a failure)."""
+    style is a console error, which the `page` fixture turns into a failure). The forms with
+    several submit buttons found on the way are exactly those a click test covers."""
     from werkzeug.routing import IntegerConverter
 
     from tests.ledger_helpers import furnished_shop
@@ -228,7 +237,7 @@ def test_every_page_loads_under_the_csp_without_console_errors(app, page):
     page.fill("#password", PASSWORD)
     page.press("#password", "Enter")
     expect(page.locator("#side-menu")).to_be_attached()
-    visited = []
+    visited, several = [], set()
     for rule in sorted(app.url_map.iter_rules(), key=lambda r: r.rule):
         path = rule.rule
         if ("GET" not in rule.methods or path.startswith(("/api/", "/static", "/healthz"))
@@ -240,4 +249,40 @@ def test_every_page_loads_under_the_csp_without_console_errors(app, page):
         page.wait_for_load_state("networkidle")
         assert response.status == 200, (url, response.status)
         visited.append(url)
+        several.update(page.evaluate(SEVERAL_SUBMITS))
     assert len(visited) >= 25, visited
+    # A form whose buttons send different values needs a browser test that clicks each one.
+    assert several == CLICKED_FORMS, several
+
+
+def test_card_status_buttons_send_their_action(app, page):
+    """Every button of the card page's status form, clicked in a real browser, does what it
+    says (冻结, 解冻, 挂失 from active and from frozen, 解除挂失): the clicked button's name and value
+    reach the server although the form guards against a second submit. A second click on the
+    same submit sends nothing more (one audit row per click)."""
+    from crm.models import AuditLog
+    from tests.ledger_helpers import make_shop, run
+
+    shop = make_shop(app)
+    card_id = shop.open_card(amount=10000, bonus=0, card_no="BTN-0001")
+    page.goto("/login")
+    page.fill("#username", "ann")
+    page.fill("#password", PASSWORD)
+    page.press("#password", "Enter")
+    expect(page.locator("#welcome-name")).to_be_visible()
+    page.goto(f"/cards/{card_id}")
+    steps = [("冻结", "frozen", "冻结"), ("解冻", "active", "正常"), ("挂失", "lost", "挂失"),
+             ("解除挂失", "active", "正常"), ("冻结", "frozen", "冻结"), ("挂失", "lost", "挂失")]
+    for label, status, shown in steps:
+        form = page.locator("#status-form")
+        form.locator("input[name=reason]").fill(f"测试{label}")
+        button = form.get_by_role("button", name=label, exact=True)
+        button.dblclick() if status == "frozen" else button.click()  # a double-click sends once
+        expect(page.locator(".alert-success")).to_contain_text("卡状态已更新")
+        expect(page.locator("#card-status")).to_have_text(shown)
+        assert shop.card(card_id).status == status, (label, shop.card(card_id).status)
+    actions = run(app, lambda: [a.action for a in AuditLog.select().where(
+        AuditLog.action.in_(("card.freeze", "card.unfreeze", "card.report_lost"))
+        & (AuditLog.object_id == str(card_id))).order_by(AuditLog.id)])
+    assert actions == ["card.freeze", "card.unfreeze", "card.report_lost", "card.unfreeze",
+                       "card.freeze", "card.report_lost"]

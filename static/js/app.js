@@ -2,6 +2,9 @@
 (function () {
   "use strict";
   // A form submits once: a double-click or an impatient second Enter does not send it again.
+  // The form is marked busy and later submits are ignored; its buttons are NOT disabled, since
+  // a disabled submitter is left out of the form data (the 冻结 / 挂失 buttons' `action` value).
+  // The busy look comes from the CSS ([data-submitted] .btn).
   document.addEventListener("submit", function (event) {
     var form = event.target;
     if (form.dataset.submitted === "1") {
@@ -9,9 +12,7 @@
       return;
     }
     form.dataset.submitted = "1";
-    form.querySelectorAll("button[type=submit]").forEach(function (button) {
-      button.disabled = true;
-    });
+    form.setAttribute("aria-busy", "true");
   });
   // Buttons that print the page (the receipt's print CSS shows only the receipt).
   document.addEventListener("click", function (event) {
@@ -23,7 +24,7 @@
     if (!event.persisted) return;
     document.querySelectorAll("form[data-submitted]").forEach(function (form) {
       delete form.dataset.submitted;
-      form.querySelectorAll("button[type=submit]").forEach(function (b) { b.disabled = false; });
+      form.removeAttribute("aria-busy");
     });
   });
 })();
