@@ -48,3 +48,11 @@ class Forbidden(CrmError):
 
     status = 403
     code = "forbidden"
+
+
+class Unavailable(CrmError):
+    """Refused for a short while, to be tried again (503 with Retry-After)."""
+
+    status = 503
+    code = "unavailable"
+    retry_after = 5  # seconds

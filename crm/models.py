@@ -476,6 +476,18 @@ class RestoreMode(BaseModel):
         table_name = "t_restore_mode"
 
 
+class RestoreHold(BaseModel):
+    """One row: while held_until lies ahead, a restore holds every money call (crm.services.hold,
+    migration 0009). Never backed up, never restored."""
+
+    id = IntegerField(primary_key=True)
+    held_until = DateTimeField(null=True)
+    holder = CharField(max_length=100, default="")
+
+    class Meta:
+        table_name = "t_restore_hold"
+
+
 ALL_MODELS = (
     User,
     AuthToken,
@@ -491,6 +503,7 @@ ALL_MODELS = (
     Counter,
     RechargeRule,
     RestoreMode,
+    RestoreHold,
 )
 
 # Tables whose rows are never changed or removed once written; the database refuses it.

@@ -201,6 +201,8 @@ def _empty_mysql(url):
             table = model._meta.table_name
             if table == "t_counter":  # its rows are made by a migration: reset, keep them
                 database.execute_sql("UPDATE t_counter SET value = 0")
+            elif table == "t_restore_hold":
+                database.execute_sql("UPDATE t_restore_hold SET held_until = NULL, holder = ''")
             elif database.execute_sql(f"SELECT 1 FROM {table} LIMIT 1").fetchone():
                 database.execute_sql(f"TRUNCATE TABLE {table}")
         database.execute_sql("SET FOREIGN_KEY_CHECKS = 1")

@@ -37,7 +37,7 @@ from crm.models import (
     RechargeRule,
     User,
 )
-from crm.services import audit, ledger, stats
+from crm.services import audit, hold, ledger, stats
 
 FORMAT = 2  # 2: each JSON line is an array of values in the manifest's column order
 # Restored in this order (parents first); emptied in the reverse order.
@@ -524,30 +524,19 @@ def restore(folder, name, actor=None, shop_name="", key=None):
     if not checked.ok:
         raise BackupError("备份未通过核对，未做任何改动：" + "；".join(checked.problems[:3]),
                           code="backup_not_verified")
-    # The safety copy's checksums are taken as it is written; its full read-back check runs
-    # after the restore (check_later), so the shop is not kept waiting for it.
-    safety = create(folder, kind="safety", shop_name=shop_name, actor=actor, check_now=False)
-    # Another PC's backup: from the commit on, every server process of this instance seals with
-    # that shop's key. The key is switched inside the transaction, so no process can seal a
-    # restored chain with the old key; it is switched back if the restore does not commit.
-    replaced = []
-    switch = (lambda: replaced.append(ledger.adopt_key(key))) if key is not None else None
     try:
-        if direct:
-            with maintenance_lock(database), zipfile.ZipFile(path) as archive:
-                _load(database, _from_zip(archive, manifest, database), before_commit=switch)
-        else:
-            scratch = crm_db.database_from_url(f"sqlite:///{checked.scratch}")
-            try:
-                with maintenance_lock(database), scratch.connection_context():
-                    _load(database, _from_database(scratch), before_commit=switch)
-            finally:
-                crm_db.close_all(scratch)
-                shutil.rmtree(Path(checked.scratch).parent, ignore_errors=True)
-    except BaseException:
-        if replaced:
-            ledger.adopt_key(replaced[0])
-        raise
+        # From the safety backup to the commit no money moves, in any server process: a charge
+        # either committed before the hold (and is in the safety backup) or is refused (503).
+        with hold.holding(database) as held:
+            # The safety copy's checksums are taken as it is written; its full read-back check
+            # runs after the restore (check_later), so the shop is not kept waiting for it.
+            safety = create(folder, kind="safety", shop_name=shop_name, actor=actor,
+                            check_now=False)
+            held.renew()
+            _replace(database, path, manifest, checked, direct, key, held)
+    finally:
+        if checked.scratch:
+            shutil.rmtree(Path(checked.scratch).parent, ignore_errors=True)
     stats.forget()
     report = ledger.verify(key=key)
     if actor is not None:
@@ -564,6 +553,35 @@ def restore(folder, name, actor=None, shop_name="", key=None):
             "safety_path": str(Path(folder) / safety["name"]),
             "ledger_ok": report.ok,
             "cards_checked": report.cards_checked, "entries_checked": report.entries_checked}
+
+
+def _replace(database, path, manifest, checked, direct, key, held):
+    """The restore's one transaction: every carried table replaced, the hold released with it.
+    Another PC's backup: from the commit on, every server process of this instance seals with
+    that shop's key. The key is switched inside the transaction, so no process can seal a
+    restored chain with the old key; it is switched back if the restore does not commit."""
+    replaced = []
+
+    def before_commit():
+        held.release()
+        if key is not None:
+            replaced.append(ledger.adopt_key(key))
+
+    try:
+        if direct:
+            with maintenance_lock(database), zipfile.ZipFile(path) as archive:
+                _load(database, _from_zip(archive, manifest, database), before_commit=before_commit)
+        else:
+            scratch = crm_db.database_from_url(f"sqlite:///{checked.scratch}")
+            try:
+                with maintenance_lock(database), scratch.connection_context():
+                    _load(database, _from_database(scratch), before_commit=before_commit)
+            finally:
+                crm_db.close_all(scratch)
+    except BaseException:
+        if replaced:
+            ledger.adopt_key(replaced[0])
+        raise
 
 
 def check_later(path):

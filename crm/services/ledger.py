@@ -27,6 +27,7 @@ from crm.db import db
 from crm.errors import Conflict, CrmError, NotFound, ValidationError
 from crm.models import Card, CardRecord
 from crm.money import format_yuan
+from crm.services import hold
 
 BUSINESS_TYPES = {
     "opening": "期初", "recharge": "充值", "bonus": "赠送", "consume": "消费", "reversal": "冲正",
@@ -250,6 +251,7 @@ def post(card_id, customer_id, total, split, actor, request_id="", allowed=ACTIV
     deadlock when each then wants the customer row for itself. A visit (recharge, consumption)
     also records the customer's last visit."""
     sql, run = Statements.get(), db.execute_sql
+    hold.refuse_while_held()  # first: a restore's hold waits for this transaction, or refuses it
     stamp = stamp or now()
     when = _when(stamp)
     if visit:
@@ -298,6 +300,7 @@ def open_with_balances(openings, actor, stamp):
     """Opening balances (期初) for cards created in the caller's transaction and never used yet:
     one sealed `opening` entry each, written in bulk. `openings` maps card id → (customer id,
     fen). Only for brand-new cards: nobody else can hold them, so no conditional update is needed."""
+    hold.refuse_while_held()
     records, key = [], current_key()
     for card_id, (customer_id, amount) in openings.items():
         entry = {"card": card_id, "customer": customer_id, "seq": 1, "business_type": "opening",

@@ -8,9 +8,9 @@ from flask_wtf.csrf import CSRFError, CSRFProtect
 from peewee import InterfaceError, OperationalError
 from werkzeug.routing import IntegerConverter
 
-from crm.errors import CrmError
+from crm.errors import CrmError, Unavailable
 from crm.money import format_fen, format_yuan
-from crm.services import Actor
+from crm.services import Actor, hold
 from crm.services import users as user_service
 
 login_manager = LoginManager()
@@ -18,6 +18,7 @@ csrf = CSRFProtect()
 
 # Endpoints reachable without a login. Everything else needs one (default deny).
 PUBLIC_ENDPOINTS = {"static", "auth.login", "auth.setup", "healthz"}
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
        "font-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; "
@@ -141,6 +142,13 @@ def init_app(app):
     app.jinja_env.globals["new_key"] = lambda: uuid.uuid4().hex
 
     @app.before_request
+    def _refuse_changes_while_restoring():
+        # Anything that changes data waits for a restore to finish: refused at once, before it
+        # could queue behind the restore's locks (the money service checks again, atomically).
+        if request.method not in SAFE_METHODS and hold.held():
+            raise Unavailable(hold.MESSAGE, code="restore_in_progress")
+
+    @app.before_request
     def _require_login():
         if request.endpoint in PUBLIC_ENDPOINTS or is_api_request():
             return None
@@ -159,6 +167,8 @@ def init_app(app):
         response.headers.setdefault("Referrer-Policy", "same-origin")
         if request.endpoint != "static":
             response.headers.setdefault("Cache-Control", "no-store")
+        if response.status_code == 503:  # every 503 of ours is a moment's pause: try again soon
+            response.headers.setdefault("Retry-After", str(Unavailable.retry_after))
         return response
 
     @app.errorhandler(CrmError)
