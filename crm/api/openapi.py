@@ -628,7 +628,8 @@ SCHEMAS["Monitor"] = {
 def _contract_errors(paths):
     """Every operation also documents the refusals of crm.api.contract, which checks each
     request against this document: 422 for a bad parameter or field, 400 for a body that is not
-    a JSON object or a missing header, 404 for a path id that is not a number."""
+    a JSON object or a missing header, 404 for a path id that is not a number; and every change
+    503 while a restore holds the data."""
     out = {}
     for path, item in paths.items():
         out[path] = dict(item)
@@ -643,6 +644,8 @@ def _contract_errors(paths):
                 extra["422"] = _error("参数或字段不符合接口文档")
             if any(p["in"] == "header" for p in parameters) or "requestBody" in operation:
                 extra["400"] = _error("请求体不是 JSON 对象，或缺少请求头")
+            if method != "get":  # the restore hold (crm.services.hold), with Retry-After
+                extra["503"] = _error("正在恢复数据（restore_in_progress），请按 Retry-After 稍后重试")
             out[path][method] = {**operation,
                                  "responses": {**extra, **operation["responses"]}}
     return out
