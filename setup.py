@@ -20,6 +20,7 @@ setup(
         "bcrypt>=4.1,<6",
         "APScheduler>=3.10,<4",
         "jsonschema>=4.18,<5",
+        "tomlkit>=0.12,<1",
     ],
     # Ranges for people who pip install it; the exact set the suite was last green with is
     # constraints.txt (pip install -c constraints.txt ...; refreshed by `bash .ci/lock`).

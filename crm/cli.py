@@ -187,7 +187,13 @@ def restore_command(file, recovery_key_file, yes):
     from crm.services import backups
 
     config = current_app.config
-    key = Path(recovery_key_file).read_text(encoding="utf-8").strip() if recovery_key_file else ""
+    from crm.services import ledger
+
+    try:
+        key = ledger.recovery_key(Path(recovery_key_file).read_text(
+            encoding="utf-8", errors="replace") if recovery_key_file else None)
+    except CrmError as error:
+        raise click.ClickException(error.message) from None
     if not yes:
         click.confirm(f"用 {file} 替换“{config['SHOP_NAME']}”现有的全部数据？（会先自动备份现有数据）",
                       abort=True)
@@ -198,7 +204,7 @@ def restore_command(file, recovery_key_file, yes):
             name = backups.save_upload(config["BACKUP_DIR"], Path(file).read_bytes())
             result = backups.restore(config["BACKUP_DIR"], name, actor=_cli_actor(),
                                      shop_name=config["SHOP_NAME"],
-                                     key=key.encode("utf-8") if key else None)
+                                     key=key)
         except CrmError as error:
             raise click.ClickException(error.message) from None
     safety = backups.check(Path(result["safety_path"]))

@@ -142,17 +142,23 @@ def read_value(path, key):
 
 def set_value(folder, key, value):
     """Write one setting into the instance config file (e.g. the ledger key after restoring
-    another PC's backup), keeping the rest of the file as it is."""
+    another PC's backup), keeping the rest of the file, comments included, as it is. A TOML
+    writer (tomlkit) quotes the value: whatever it holds stays one string of one setting. Raises
+    OSError when the file cannot be read back as that (an unreadable file is left as it was)."""
+    import tomlkit
+
     path = ensure_config_file(Path(folder))
-    lines = path.read_text(encoding="utf-8").splitlines()
-    entry = f'{key} = "{value}"'
-    for index, line in enumerate(lines):
-        if line.split("=", 1)[0].strip() == key:
-            lines[index] = entry
-            break
-    else:
-        lines.append(entry)
+    try:
+        document = tomlkit.parse(path.read_text(encoding="utf-8"))
+    except tomlkit.exceptions.ParseError as error:
+        raise OSError(f"{path} is not valid TOML: {error}") from None
+    # The file's own spelling of the name (the app reads names case-blind).
+    name = next((k for k in document if k.upper() == key), key)
+    document[name] = value
+    text = tomlkit.dumps(document)
+    if tomllib.loads(text).get(name) != value:
+        raise OSError(f"{key} could not be written to {path} as a plain string")
     tmp = path.with_suffix(".tmp")
-    tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    tmp.write_text(text, encoding="utf-8")
     os.chmod(tmp, 0o600)
     os.replace(tmp, path)

@@ -4,6 +4,7 @@ import datetime
 import hashlib
 import json
 import threading
+import urllib.parse
 import zipfile
 from pathlib import Path
 
@@ -483,3 +484,78 @@ with app.app_context(), app.extensions["crm_db"].connection_context():
     from crm.models import AuditLog
 
     assert run(app, lambda: AuditLog.select().where(AuditLog.action == "backup.create").count()) == 0
+
+
+HOSTILE_KEYS = [
+    'a" \nMAX_AMOUNT_FEN = 99999999999\nLOGIN_MAX_FAILURES = 1000000\nX = "',
+    "0" * 64 + "\nMAX_AMOUNT_FEN = 99999999999",
+    "0" * 64 + '"\nMAX_AMOUNT_FEN = 99999999999 #',
+    "０" * 64,  # fullwidth digits
+    "0" * 63 + "\ud800",
+    "g" * 64,
+    "0" * 65,
+]
+
+
+@pytest.mark.parametrize("recovery_key", HOSTILE_KEYS)
+def test_recovery_key_cannot_inject_settings(app, client, api_token, folder, recovery_key):
+    """A recovery key is accepted only as 64 hexadecimal digits: one with quotes, newlines and
+    settings after it, lookalike digits or a lone surrogate is refused (422) by the API before
+    anything happens; the config file and the data stay as they were."""
+    shop = rich_shop(app)
+    made = shop.do(lambda: backups.create(folder, "manual", "店", None))
+    config = Path(app.instance_path) / "config.toml"
+    before_config, before = config.read_bytes(), shop.counts()
+    headers = api_token("owner", role="admin")
+    body = json.dumps({"confirm": "我的小店", "recovery_key": recovery_key})  # \ud800 escaped
+    resp = client.post(f"/api/v1/backups/{made['name']}/restore", headers=headers, data=body,
+                       content_type="application/json")
+    assert resp.status_code == 422, resp.get_json()
+    assert resp.get_json()["error"]["code"] in ("invalid_recovery_key", "invalid_text")
+    assert config.read_bytes() == before_config and shop.counts() == before
+    # The page's form reaches the service's own check (the API's document refused it first).
+    from tests.conftest import AuthActions, csrf_token
+
+    AuthActions(client).login("owner")
+    token = csrf_token(client, "/admin/backups")
+    form = urllib.parse.urlencode({"csrf_token": token, "confirm": "我的小店", "recovery_key":
+                                   recovery_key.encode("utf-8", "surrogatepass")})
+    page = client.post(f"/admin/backups/{made['name']}/restore", data=form,
+                       content_type="application/x-www-form-urlencoded")
+    assert page.status_code == 422 and "恢复密钥" in page.get_data(as_text=True)
+    assert config.read_bytes() == before_config and shop.counts() == before
+    assert backups.list_backups(folder)[0]["kind"] == "manual"  # no safety backup: not started
+
+
+def test_recovery_key_file_with_settings_is_refused_by_the_cli(app, runner, folder, tmp_path):
+    """`crm restore --recovery-key-file` with a key carrying settings: refused, nothing kept."""
+    shop = rich_shop(app)
+    made = shop.do(lambda: backups.create(folder, "manual", "店", None))
+    key_file = tmp_path / "key.txt"
+    key_file.write_text(HOSTILE_KEYS[0], encoding="utf-8")
+    result = runner.invoke(args=["restore", str(folder / made["name"]), "--yes",
+                                 "--recovery-key-file", str(key_file)])
+    assert result.exit_code == 1 and "恢复密钥格式不正确" in result.output, result.output
+    assert len(backups.list_backups(folder)) == 1
+
+
+def test_the_config_file_is_written_with_a_toml_writer(tmp_path):
+    """config.set_value quotes whatever it is given: the value reads back exactly, as one
+    string, no other setting appears, and the file's comments and other settings are kept."""
+    from crm import config as crm_config
+
+    folder = tmp_path / "instance"
+    path = crm_config.ensure_config_file(folder)
+    before = crm_config.load(folder)
+    crm_config.set_value(folder, "LEDGER_KEY", HOSTILE_KEYS[0])
+    after = crm_config.load(folder)
+    assert after["LEDGER_KEY"] == HOSTILE_KEYS[0]
+    assert after["MAX_AMOUNT_FEN"] == before["MAX_AMOUNT_FEN"] == 5_000_000
+    assert after["LOGIN_MAX_FAILURES"] == before["LOGIN_MAX_FAILURES"]
+    text = path.read_text(encoding="utf-8")
+    assert "# Keep this file private" in text and after["SECRET_KEY"] == before["SECRET_KEY"]
+    key = "ab" * 32
+    crm_config.set_value(folder, "LEDGER_KEY", key)
+    assert crm_config.read_value(path, "LEDGER_KEY") == key
+    lines = path.read_text(encoding="utf-8").splitlines()
+    assert [line for line in lines if line.startswith("LEDGER_KEY")] == [f'LEDGER_KEY = "{key}"']

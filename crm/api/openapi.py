@@ -569,7 +569,9 @@ SCHEMAS.update({
         "type": "array", "items": {"$ref": "#/components/schemas/Backup"}}}},
     "RestoreRequest": {"type": "object", "required": ["confirm"], "properties": {
         "confirm": {"type": "string", "description": "店名，与设置中的 SHOP_NAME 相同"},
-        "recovery_key": {"type": "string", "description": "另一台电脑的恢复密钥（换电脑恢复时）"}}},
+        "recovery_key": {"type": "string", "maxLength": 80,
+                         "pattern": "^\\s*([0-9a-fA-F]{64})?\\s*$",
+                         "description": "另一台电脑的恢复密钥（换电脑恢复时）：64 位十六进制字符"}}},
     "RestoreResult": {"type": "object", "properties": {
         "name": _TEXT, "safety_backup": _TEXT, "ledger_ok": {"type": "boolean"},
         "cards_checked": {"type": "integer"}, "entries_checked": {"type": "integer"}}},

@@ -511,6 +511,7 @@ def restore(folder, name, actor=None, shop_name="", key=None):
     """Restore the backup `name`: check it fully first; take a safety backup of the current data;
     replace everything in one transaction (all or nothing); verify the ledger; audit. `key` is the
     original shop's ledger key when restoring another PC's backup (see the recovery key)."""
+    key = ledger.recovery_key(key)
     database = crm_db.db.obj
     path = path_of(folder, name)
     manifest = read_manifest(path)

@@ -37,6 +37,7 @@ PAYMENT_METHODS = {"cash": "现金", "wechat": "微信", "alipay": "支付宝", 
                    "other": "其他"}
 CONSUME_ORDERS = {"paid_first": "先扣本金，再扣赠送", "bonus_first": "先扣赠送，再扣本金"}
 _KEY = re.compile(r"^[A-Za-z0-9_\-]{8,64}$")
+_RECOVERY_KEY = re.compile(r"^[0-9a-f]{64}$")  # what ensure_config_file makes: token_hex(32)
 
 
 class Settings:
@@ -88,6 +89,24 @@ def current_key():
     return Settings.key
 
 
+def recovery_key(value):
+    """Another PC's ledger key as typed or read from its file — 64 hexadecimal digits, as
+    `crm recovery-key` prints it — as bytes; None when blank. Anything else is refused, so a key
+    can never carry other settings into the config file it is written to."""
+    if value is None:
+        return None
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    text = str(value).strip().lower()
+    if not text:
+        return None
+    if not _RECOVERY_KEY.match(text):
+        raise ValidationError("恢复密钥格式不正确：应为 64 位十六进制字符"
+                              "（即 crm recovery-key 打印的那一行）",
+                              code="invalid_recovery_key", field="recovery_key")
+    return text.encode("ascii")
+
+
 def adopt_key(key):
     """Seal with `key` from now on, in this process and, through the instance config file, in
     every other server process of this instance. Returns the key it replaced."""
@@ -96,7 +115,7 @@ def adopt_key(key):
         try:
             crm_config.set_value(Path(Settings.key_file).parent, "LEDGER_KEY", key.decode("utf-8"))
         except OSError as error:
-            raise CrmError(f"无法把账本密钥写入配置文件 {Settings.key_file}（{error.strerror}），"
+            raise CrmError(f"无法把账本密钥写入配置文件 {Settings.key_file}（{error.strerror or error}），"
                            "未做任何改动", code="config_not_writable", status=409) from None
         Settings.key_stamp = _file_stamp(Settings.key_file)
     Settings.key = key

@@ -33,13 +33,7 @@ def restore_with_confirmation(name, confirmation, recovery_key=""):
     if (confirmation or "").strip() != shop:
         raise ValidationError(f"请输入店名“{shop}”以确认恢复", code="confirmation_required",
                               field="confirm")
-    key = None
-    if recovery_key and recovery_key.strip():
-        key = recovery_key.strip()
-        if not (16 <= len(key) <= 128):
-            raise ValidationError("恢复密钥不正确", code="invalid_recovery_key")
-        key = key.encode("utf-8")
-    result = backups.restore(folder(), name, actor=actor(), shop_name=shop, key=key)
+    result = backups.restore(folder(), name, actor=actor(), shop_name=shop, key=recovery_key)
     backups.check_later(result.pop("safety_path"))
     return result
 
