@@ -2,8 +2,12 @@
 files, all-or-nothing restores, the schedule and the rotation, another PC's ledger key."""
 import datetime
 import hashlib
+import io
 import json
+import os
+import shutil
 import threading
+import time
 import urllib.parse
 import zipfile
 from pathlib import Path
@@ -15,6 +19,7 @@ from crm import db as crm_db
 from crm.errors import CrmError
 from crm.models import Card, CardRecord, Customer
 from crm.services import backups, cards, customer_types, customers, ledger, recharge_rules
+from tests.conftest import PASSWORD
 from tests.ledger_helpers import key, make_shop, run
 
 DATA_TABLES = [m._meta.table_name for m in backups.TABLES]
@@ -559,3 +564,99 @@ def test_the_config_file_is_written_with_a_toml_writer(tmp_path):
     assert crm_config.read_value(path, "LEDGER_KEY") == key
     lines = path.read_text(encoding="utf-8").splitlines()
     assert [line for line in lines if line.startswith("LEDGER_KEY")] == [f'LEDGER_KEY = "{key}"']
+
+
+def _zip(path, members):
+    """Write a zip of `members` (name → bytes) at `path`."""
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return path
+
+
+BROKEN_FILES = {
+    "manifest_without_fields": {"manifest.json": b'{"format": 2}'},
+    "manifest_a_list": {"manifest.json": b"[2]"},
+    "manifest_nested_deep": {"manifest.json": b"[" * 100_000 + b"]" * 100_000},
+    "tables_of_wrong_shape": {"manifest.json": json.dumps({
+        "format": 2, "created_at": "2026-11-27 09:30:00", "schema": ["0001_initial"],
+        "tables": {"t_user": {"rows": "many", "sha256": "x", "columns": ["id"]}},
+        "chain_heads": {}}).encode()},
+    "manifest_of_80_mb": {"manifest.json": b'{"format": 2, "pad": "' + b" " * (80 << 20) + b'"}'},
+    "table_that_unpacks_to_300_mb": {"manifest.json": b'{"format": 2}',
+                                     "t_user.jsonl": b"\n" * (300 << 20)},
+}
+
+
+@pytest.mark.parametrize("kind", sorted(BROKEN_FILES))
+def test_uploaded_files_cannot_break_the_backup_page(app, client, folder, kind):
+    """A malformed or bomb-like file: uploading it is refused (422) and nothing is kept; the same
+    file put in the folder by hand is listed as broken by the page and the API (never a 500) and
+    cannot be restored; sizes are checked from the zip's directory before anything is unpacked."""
+    from tests.conftest import AuthActions, csrf_token
+
+    rich_shop(app)
+    source = _zip(Path(app.instance_path) / f"{kind}.zip", BROKEN_FILES[kind])
+    AuthActions(client).login("boss")
+    token = csrf_token(client, "/admin/backups")
+    resp = client.post("/admin/backups/upload", data={
+        "csrf_token": token, "file": (io.BytesIO(source.read_bytes()), "usb.zip")},
+        content_type="multipart/form-data")
+    assert resp.status_code == 422 and "不是一个可用的备份文件" in resp.get_data(as_text=True)
+    assert not folder.exists() or list(folder.iterdir()) == []  # nothing kept
+
+    folder.mkdir(parents=True, exist_ok=True)
+    name = "crm-backup-20261127-093000-upload.zip"
+    shutil.copyfile(source, folder / name)
+    page = client.get("/admin/backups")
+    assert page.status_code == 200 and name in page.get_data(as_text=True)
+    listed = client.get("/api/v1/backups", headers=_bearer(client)).get_json()["items"]
+    assert [(i["name"], i["readable"], i["verified"]) for i in listed] == [(name, False, False)]
+    resp = client.post(f"/admin/backups/{name}/restore", data={"csrf_token": token,
+                                                                "confirm": "我的小店"})
+    assert resp.status_code == 422
+
+
+def _bearer(client):
+    token = client.post("/api/v1/login", json={"username": "boss", "password": PASSWORD}
+                        ).get_json()["token"]
+    return {"Authorization": f"Bearer {token}"}
+
+
+def test_an_upload_that_fails_its_check_is_refused_and_not_kept(app, client, folder):
+    """A readable backup with an edited amount, uploaded through the API: 422 naming what
+    failed, and neither the file nor its check result stays in the folder."""
+    shop = rich_shop(app)
+    made = shop.do(lambda: backups.create(folder, "manual", "店", None))
+    path = folder / made["name"]
+    edited = Path(app.instance_path) / "edited.zip"
+    shutil.copyfile(path, edited)
+    _rewrite(edited, lambda m: _edit_amount(m, fix_checksum=False))
+    before = sorted(p.name for p in folder.iterdir())
+    resp = client.post("/api/v1/backups/upload", headers=_bearer(client), data={
+        "file": (io.BytesIO(edited.read_bytes()), "usb.zip")}, content_type="multipart/form-data")
+    assert resp.status_code == 422, resp.get_json()
+    assert "未通过核对" in resp.get_json()["error"]["message"]
+    assert "内容与清单不符" in resp.get_json()["error"]["message"]
+    assert sorted(p.name for p in folder.iterdir()) == before
+    good = client.post("/api/v1/backups/upload", headers=_bearer(client), data={
+        "file": (io.BytesIO(path.read_bytes()), "usb.zip")}, content_type="multipart/form-data")
+    assert good.status_code == 201 and good.get_json()["verified"] is True
+
+
+def test_part_files_of_a_killed_backup_are_cleaned_up(app, folder):
+    """A part file nobody has written to for ten minutes (a backup killed mid-write) goes at the
+    next backup; one still being written stays. A hand-made check result that is not an object
+    does not break the list."""
+    shop = rich_shop(app)
+    folder.mkdir(parents=True, exist_ok=True)
+    stale = folder / "crm-backup-20261101-020000-daily.zip.part"
+    fresh = folder / "crm-backup-20261126-120000-manual.zip.part"
+    for part in (stale, fresh):
+        part.write_bytes(b"PK half a zip")
+    old = time.time() - backups.PART_STALE_SECONDS - 5
+    os.utime(stale, (old, old))
+    made = shop.do(lambda: backups.create(folder, "manual", "店", None))
+    assert not stale.exists() and fresh.exists()
+    Path(str(folder / made["name"]) + ".check.json").write_text("[1, 2]", encoding="utf-8")
+    assert [i["name"] for i in backups.list_backups(folder)] == [made["name"]]

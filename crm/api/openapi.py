@@ -334,14 +334,18 @@ PATHS.update({
                               "404": _error("没有这个备份"), "422": _error("备份文件名不正确")}},
     },
     "/api/v1/backups/upload": {
-        "post": {"summary": "上传备份文件（管理员）：以系统自己的文件名保存并核对，之后可以恢复",
+        "post": {"summary": "上传备份文件（管理员）：以系统自己的文件名保存并核对，通过才保留，之后可以恢复",
                  "operationId": "uploadBackup",
                  "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
                      "type": "object", "required": ["file"],
-                     "properties": {"file": {"type": "string", "format": "binary"}}}}}},
-                 "responses": {"201": _json("Backup", "已保存（verified 表示是否通过核对）"),
+                     "properties": {"file": {"type": "string", "format": "binary"},
+                                    "recovery_key": {
+                                        "type": "string",
+                                        "description": "另一台电脑的备份：那台电脑的恢复密钥"}}}}}},
+                 "responses": {"201": _json("Backup", "已保存并通过核对"),
                                **AUTH_ERRORS, "413": _error("文件太大"),
-                               "422": _error("没有文件、不是备份文件或无法读取")}},
+                               "422": _error("没有文件、不是备份文件、无法读取或未通过核对"
+                                             "（未保留）")}},
     },
 })
 

@@ -13,6 +13,7 @@ import re
 import shutil
 import tempfile
 import threading
+import time
 import zipfile
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -104,7 +105,7 @@ def maintenance_lock(database):
 def _new_name(folder, kind):
     stamp = now().strftime("%Y%m%d-%H%M%S")
     name, n = f"crm-backup-{stamp}-{kind}.zip", 1
-    while (folder / name).exists():
+    while (folder / name).exists() or (folder / (name + ".part")).exists():
         name, n = f"crm-backup-{stamp}-{kind}-{n}.zip", n + 1
     return name
 
@@ -162,6 +163,7 @@ def create(folder, kind="manual", shop_name="", actor=None, copy_folder="", chec
     except OSError as error:
         raise BackupError(f"无法创建备份文件夹 {folder}：{error.strerror}") from None
     with maintenance_lock(database):
+        clean_parts(folder)
         name = _new_name(folder, kind)
         partial = folder / (name + ".part")
         try:
@@ -239,6 +241,7 @@ def _copy(path, target):
     """A verified copy in the second folder (USB disk, NAS); returns what happened in words."""
     try:
         target.mkdir(parents=True, exist_ok=True)
+        clean_parts(target)
         partial = target / (path.name + ".part")
         shutil.copyfile(path, partial)
         if _sha256_file(partial) != _sha256_file(path):
@@ -270,16 +273,71 @@ class Checked:
     scratch: str = ""  # the verified scratch SQLite database, when kept
 
 
+# What a backup may unpack to, checked from the zip's directory before anything is read: a
+# manifest (every card's chain head: ~90 bytes a card) of at most 64 MB, table parts at most 200
+# times their packed size (the JSON lines pack about 10:1), no line over 1 MB.
+MAX_MANIFEST_BYTES = 64 * 1024 * 1024
+MAX_RATIO = 200
+MAX_LINE_BYTES = 1024 * 1024
+_TEXT = {"type": "string", "maxLength": 200}
+MANIFEST_SCHEMA = {
+    "type": "object",
+    "required": ["format", "created_at", "schema", "tables", "chain_heads"],
+    "properties": {
+        "format": {"enum": [1, FORMAT]}, "app_version": _TEXT, "kind": _TEXT, "shop_name": _TEXT,
+        "database": {"enum": ["sqlite", "mysql"]}, "ledger_key": _TEXT,
+        "created_at": {"type": "string", "pattern": r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$"},
+        "schema": {"type": "array", "minItems": 1, "items": {
+            "type": "string", "pattern": r"^\d{4}_[a-z0-9_]{1,60}$"}},
+        "tables": {"type": "object", "additionalProperties": {
+            "type": "object", "required": ["rows", "sha256", "columns"], "properties": {
+                "rows": {"type": "integer", "minimum": 0},
+                "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+                "columns": {"type": "array", "maxItems": 100, "items": {
+                    "type": "string", "pattern": "^[a-z_]{1,64}$"}}}}},
+        "chain_heads": {"type": "object", "additionalProperties": {"type": "string",
+                                                                   "maxLength": 64}},
+    },
+}
+
+
+def _unreadable(reason=""):
+    return BackupError("这不是一个可用的备份文件（文件损坏、不完整，或不是本系统的备份）"
+                       + (f"：{reason}" if reason else ""), code="invalid_backup")
+
+
+def _check_sizes(archive):
+    """Refuse a zip whose members would unpack to more than a backup can hold (a zip bomb)."""
+    for info in archive.infolist():
+        if info.filename == "manifest.json":
+            if info.file_size > MAX_MANIFEST_BYTES:
+                raise _unreadable("清单过大")
+        elif info.file_size > MAX_RATIO * info.compress_size + MAX_LINE_BYTES:
+            raise _unreadable(f"{info.filename[:60]} 解压后过大")
+
+
 def read_manifest(path):
-    """The backup's manifest, or BackupError for a file that is not a readable backup."""
+    """The backup's manifest, checked for its shape and the zip for its sizes, or BackupError
+    for a file that is not a readable backup."""
+    from jsonschema import Draft7Validator
+
     try:
         with zipfile.ZipFile(path) as archive:
+            _check_sizes(archive)
             manifest = json.loads(archive.read("manifest.json"))
-    except (zipfile.BadZipFile, KeyError, ValueError, OSError, EOFError):
-        raise BackupError("这不是一个可用的备份文件（文件损坏、不完整，或不是本系统的备份）",
-                          code="invalid_backup") from None
-    if not isinstance(manifest, dict) or manifest.get("format") not in (1, FORMAT):
+    except BackupError:
+        raise
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, KeyError, ValueError, OSError, EOFError,
+            RecursionError, NotImplementedError):
+        raise _unreadable() from None
+    if not isinstance(manifest, dict):
+        raise _unreadable("清单有误")
+    if manifest.get("format") not in (1, FORMAT):
         raise BackupError("备份文件格式不认识", code="invalid_backup")
+    problem = next(iter(Draft7Validator(MANIFEST_SCHEMA).iter_errors(manifest)), None)
+    if problem is not None:
+        where = "/".join(str(p) for p in problem.absolute_path)[:60] or "清单"
+        raise _unreadable(f"清单不完整或有误（{where}）")
     return manifest
 
 
@@ -289,7 +347,9 @@ def _rows(archive, table, manifest):
     digest, count = hashlib.sha256(), 0
     columns = expected["columns"]
     with archive.open(f"{table}.jsonl") as member:
-        for line in member:
+        while line := member.readline(MAX_LINE_BYTES + 1):
+            if len(line) > MAX_LINE_BYTES:
+                raise BackupError(f"备份文件已损坏：{table} 中有过长的一行", code="backup_corrupt")
             digest.update(line)
             count += 1
             values = json.loads(line)
@@ -447,14 +507,16 @@ def describe(path):
                     schema=manifest["schema"][-1], database=manifest["database"])
     except BackupError as error:
         info.update(readable=False, problems=[error.message])
-    check_file = Path(str(path) + ".check.json")
-    if check_file.exists():
-        try:
-            checked = json.loads(check_file.read_text(encoding="utf-8"))
-            info.update(verified=bool(checked.get("ok")), checked_at=checked.get("checked_at", ""),
-                        problems=info["problems"] or checked.get("problems", []))
-        except ValueError:
-            pass
+    try:
+        checked = json.loads(Path(str(path) + ".check.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        checked = None
+    if isinstance(checked, dict) and info["readable"]:
+        problems = checked.get("problems")
+        info.update(verified=checked.get("ok") is True,
+                    checked_at=str(checked.get("checked_at", ""))[:19],
+                    problems=[str(p)[:200] for p in problems[:20]]
+                    if isinstance(problems, list) else [])
     return info
 
 
@@ -463,8 +525,14 @@ def list_backups(folder):
     folder = Path(folder)
     if not folder.is_dir():
         return []
-    return [describe(p) for p in sorted(folder.glob("crm-backup-*.zip"), reverse=True)
-            if NAME.match(p.name)]
+    items = []
+    for path in sorted(folder.glob("crm-backup-*.zip"), reverse=True):
+        if NAME.match(path.name):
+            try:
+                items.append(describe(path))
+            except FileNotFoundError:  # rotated away by another process meanwhile
+                continue
+    return items
 
 
 def path_of(folder, name):
@@ -495,14 +563,50 @@ def save_upload(folder, data):
     return name
 
 
-def receive_upload(folder, filename, data):
+def receive_upload(folder, filename, data, recovery_key=None):
     """A backup file brought in (from a USB stick) through the page or the API: kept under a
     name of our own in the backup folder (the sender's file name is never used as a path),
-    then read back and checked. Returns (name, Checked); nothing is kept when it is refused."""
+    then read back and checked — another PC's backup with that PC's recovery key. Returns
+    (name, Checked). A file that does not check out is refused (422, naming what failed) and
+    nothing of it is kept."""
     if not filename:
         raise ValidationError("请选择备份文件", code="missing_file")
+    key = ledger.recovery_key(recovery_key)
     name = save_upload(folder, data)
-    return name, check(path_of(folder, name))
+    path = path_of(folder, name)
+    checked = check(path, key=key)
+    if not checked.ok:
+        _remove(path)
+        raise BackupError("上传的备份未通过核对，未保留：" + "；".join(checked.problems[:3]),
+                          code="backup_not_verified")
+    return name, checked
+
+
+def _remove(path):
+    """A backup file and what lies beside it (its check result, its native dump)."""
+    for extra in (path, Path(str(path) + ".check.json"), Path(str(path)[:-4] + ".sql.gz")):
+        extra.unlink(missing_ok=True)
+
+
+PART_STALE_SECONDS = 600  # a part file nobody wrote to for ten minutes was left by a dead backup
+
+
+def clean_parts(folder):
+    """Remove part files left by a backup, upload or copy that was killed or failed; a part
+    still being written (touched within PART_STALE_SECONDS) is kept. Returns the names removed."""
+    removed = []
+    folder = Path(folder)
+    if not folder.is_dir():
+        return removed
+    cutoff = time.time() - PART_STALE_SECONDS  # file ages against the real mtimes
+    for part in folder.glob("*.part"):
+        try:
+            if part.stat().st_mtime < cutoff:
+                part.unlink()
+                removed.append(part.name)
+        except FileNotFoundError:
+            continue
+    return removed
 
 
 # --- restoring --------------------------------------------------------------------------------

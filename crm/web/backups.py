@@ -20,10 +20,12 @@ def backup_file(name):
 
 
 def received_upload():
-    """The backup file in the request's `file` field, kept and checked: (name, Checked)."""
+    """The backup file in the request's `file` field (with another PC's `recovery_key`, when it
+    is one), kept and checked: (name, Checked); refused and not kept when it does not check out."""
     upload = request.files.get("file")
     return backups.receive_upload(folder(), upload.filename if upload else "",
-                                  upload.read() if upload else b"")
+                                  upload.read() if upload else b"",
+                                  request.form.get("recovery_key"))
 
 
 def restore_with_confirmation(name, confirmation, recovery_key=""):
@@ -84,9 +86,7 @@ def upload():
     except CrmError as error:
         flash(error.message, "danger")
         return _page(error.status)
-    flash(f"已上传 {name}：" + ("核对无误，可以恢复" if checked.ok else
-                               "核对未通过：" + "；".join(checked.problems[:2])),
-          "success" if checked.ok else "warning")
+    flash(f"已上传 {name}：核对无误，可以恢复", "success")
     return redirect(url_for("backups.index"))
 
 
