@@ -328,7 +328,7 @@ class CustomerGram(BaseModel):
 
 class Card(BaseModel):
     """A stored-value member card. money = paid_money + bonus_money, all in fen; chain_head is
-    the HMAC of the card's newest ledger entry."""
+    the HMAC of the card's newest ledger entry; owner_seal binds its number and customer."""
 
     STATUSES = {"active": "正常", "frozen": "冻结", "lost": "挂失", "closed": "注销"}
 
@@ -342,6 +342,8 @@ class Card(BaseModel):
     chain_head = CharField(max_length=64, default="")
     remark = CharField(max_length=200, default="")
     created_by = ForeignKeyField(User, null=True, column_name="created_by")
+    # HMAC of the card's id, number and customer (crm.services.ledger.owner_seal, migration 0010).
+    owner_seal = CharField(max_length=64, default="", constraints=[SQL("DEFAULT ''")])
     created_at = DateTimeField(default=now)
     updated_at = DateTimeField(default=now)
     closed_at = DateTimeField(null=True)

@@ -309,3 +309,93 @@ def test_verify_names_the_tampered_card_and_entry(app, shop, backend, runner):
     assert result.exit_code == 1
     assert f"卡 T0001 流水 {target.id} (序号 1)：记录内容与其签名不符" in result.output
     assert "发现 2 处问题" in result.output
+
+
+def _edit_consume_records(database, sql):
+    """An attacker with the database: the append-only guard dropped, an edit, the guard back."""
+    database.execute_sql("DROP TRIGGER t_consume_record_no_update")
+    try:
+        database.execute_sql(sql)
+    finally:
+        database.execute_sql(guard_sql(database, "t_consume_record", "UPDATE"))
+
+
+@pytest.mark.parametrize("edit", [
+    "UPDATE t_card SET customer_id = {other} WHERE id = {card}",
+    "UPDATE t_card SET card_no = 'SWAP-A' WHERE id = {card}",
+    "UPDATE t_card SET customer_id = {other}, card_no = 'SWAP-A' WHERE id = {card}",
+    "UPDATE t_card SET owner_seal = '' WHERE id = {card}",
+    "UPDATE t_card SET card_no = 'SWAP-B' WHERE id = {empty}",  # a card without entries
+])
+def test_verify_names_a_card_moved_to_another_customer(app, shop, runner, edit):
+    """A card re-pointed in the database (another customer, another number, its seal wiped):
+    `crm verify` names that card, and so does the monitoring page after the check."""
+    from crm.services import customers, monitor
+
+    other = shop.do(lambda: customers.create_customer(shop.operator, {
+        "name": "李四", "phone": "13900000003"})).id
+    card = shop.open_card(amount=10000, bonus=0, card_no="OWN-0001")
+    empty = shop.open_card(card_no="OWN-0002")
+    shop.do(lambda: cards.consume(shop.operator, card, key(), 1000))
+    assert shop.verify().ok
+    database = app.extensions["crm_db"]
+    shop.do(lambda: database.execute_sql(edit.format(other=other, card=card, empty=empty)))
+    report = shop.verify()
+    assert len(report.problems) == 1, report.problems
+    assert report.problems[0]["card_id"] == (empty if "{empty}" in edit else card)
+    assert "归属" in report.problems[0]["problem"]
+    result = runner.invoke(args=["verify"])
+    assert result.exit_code == 1 and "归属" in result.output
+    status = shop.do(lambda: monitor.status(app.config))
+    assert any("账本校验发现问题" in p for p in status["problems"])
+
+
+@pytest.mark.parametrize("edit", [
+    "amount = amount + 100",
+    "original_amount = original_amount + 100",
+    "discount = 50",
+    "customer_id = {other}",
+    "card_id = {empty}",
+    "balance_after = balance_after + 1",
+    "operator_id = {admin}",
+    "remark = '改过'",
+    "created_at = '2020-01-01 10:00:00'",
+    "card_record_id = {recharge}",
+])
+def test_verify_names_an_edited_consumption_record(app, shop, edit):
+    """t_consume_record edited in the database (the guard dropped): every field that the ledger
+    entry also holds, or that determines the amount charged, is checked against it."""
+    from crm.services import customers
+
+    other = shop.do(lambda: customers.create_customer(shop.operator, {
+        "name": "李四", "phone": "13900000003"})).id
+    card = shop.open_card(amount=10000, bonus=0, card_no="CON-0001")
+    empty = shop.open_card(card_no="CON-0002")
+    sold = shop.do(lambda: cards.consume(shop.operator, card, key(), 1234, remark="剪发"))
+    recharge = shop.do(lambda: CardRecord.get((CardRecord.card == card)
+                                              & (CardRecord.business_type == "recharge"))).id
+    assert shop.verify().ok
+    database = app.extensions["crm_db"]
+    shop.do(lambda: _edit_consume_records(database, "UPDATE t_consume_record SET " + edit.format(
+        other=other, empty=empty, admin=shop.admin.user.id, recharge=recharge)
+        + f" WHERE id = {sold['consume_id']}"))
+    report = shop.verify()
+    assert report.problems, edit
+    assert any("消费记录" in p["problem"] for p in report.problems), report.problems
+
+
+def test_verify_names_a_missing_or_extra_consumption_record(app, shop):
+    """A sale whose consumption record is deleted, or a consumption record with no sale."""
+    card = shop.open_card(amount=10000, bonus=0, card_no="CON-0003")
+    sold = shop.do(lambda: cards.consume(shop.operator, card, key(), 500))
+    database = app.extensions["crm_db"]
+
+    def delete():
+        database.execute_sql("DROP TRIGGER t_consume_record_no_delete")
+        database.execute_sql(f"DELETE FROM t_consume_record WHERE id = {sold['consume_id']}")
+        database.execute_sql(guard_sql(database, "t_consume_record", "DELETE"))
+
+    shop.do(delete)
+    problems = shop.verify().problems
+    assert [p["record_id"] for p in problems] == [sold["record_id"]], problems
+    assert "消费记录" in problems[0]["problem"]

@@ -26,8 +26,10 @@ from crm.services.ledger import (
     Line,
     Settings,
     Statements,
+    discounted,
     once,
     post,
+    seal_owners,
 )
 
 _CARD_NO = re.compile(r"^[A-Za-z0-9\-]{4,32}$")
@@ -104,6 +106,7 @@ def _create_card(actor, customer, card_no, remark=""):
         with db.atomic():
             card = Card.create(card_no=_new_card_no(card_no), customer=customer.id,
                                created_by=actor.user, remark=remark)
+            seal_owners([card.id])
     except IntegrityError:
         raise Conflict(f"卡号 {card_no} 已存在", code="duplicate_card_no", field="card_no") from None
     audit.record(actor, "card.open", "card", card.id, customer=customer.id, card_no=card.card_no)
@@ -189,13 +192,6 @@ def customer_discount(customer_id):
              .join(Customer, on=(Customer.type == CustomerType.id))
              .where(Customer.id == customer_id).first())
     return ctype.discount if ctype and ctype.discount and ctype.discount < 100 else None
-
-
-def discounted(amount, discount):
-    """What a customer of a type with `discount` percent pays for `amount` (rounded half up)."""
-    if not discount or discount >= 100:
-        return amount
-    return max(1, (amount * discount + 50) // 100)
 
 
 def _draw(total, paid, bonus):

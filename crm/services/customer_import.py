@@ -277,6 +277,7 @@ def _open_cards(actor, rows, customer_ids, stamp):
     for start in range(0, len(numbers), 500):
         card_ids.update({c.card_no: c.id for c in Card.select(Card.id, Card.card_no)
                          .where(Card.card_no.in_(numbers[start:start + 500]))})
+    ledger.seal_owners(card_ids.values())
     openings = {card_ids[c["card_no"]]: (c["customer"], row.values["opening"])
                 for c, (row, _) in zip(new_cards, wanted, strict=True) if row.values["opening"]}
     ledger.open_with_balances(openings, actor, stamp)

@@ -186,6 +186,7 @@ def seed_bulk(database, operator, customers=1000, entries=10000, heavy=(), seed=
     counts for the first customers (e.g. one with 10,000). Bulk inserts, explicit ids."""
     from crm.db import is_mysql
     from crm.models import Card, CardRecord, Counter, Customer, CustomerGram, CustomerType
+    from crm.services import ledger
 
     rng = random.Random(seed)
     p = database.param
@@ -212,8 +213,8 @@ def seed_bulk(database, operator, customers=1000, entries=10000, heavy=(), seed=
                     f"type_id, remark, archived, created_at, updated_at, last_visit_at, "
                     f"search_text) VALUES ({', '.join([p] * 13)})",
         "card": f"INSERT INTO t_card (id, card_no, customer_id, status, money, paid_money, "
-                f"bonus_money, entry_count, chain_head, remark, created_at, updated_at) "
-                f"VALUES ({', '.join([p] * 12)})",
+                f"bonus_money, entry_count, chain_head, remark, created_at, updated_at, "
+                f"owner_seal) VALUES ({', '.join([p] * 13)})",
         "record": f"INSERT INTO t_card_record ({record_columns}) VALUES ({', '.join([p] * 19)})",
         "sale": "INSERT INTO t_consume_record (card_id, customer_id, card_record_id, "
                 "original_amount, discount, amount, balance_after, operator_id, request_id, "
@@ -222,6 +223,7 @@ def seed_bulk(database, operator, customers=1000, entries=10000, heavy=(), seed=
     }
     people = fake_customers(customers, seed=seed, start=first_customer)
     stamp = _text(clock.now())
+    key = ledger.current_key()
     insert = _insert_literal if is_mysql(database) else _insert_params
 
     def batches():
@@ -244,9 +246,11 @@ def seed_bulk(database, operator, customers=1000, entries=10000, heavy=(), seed=
                 Customer.make_search_text(person["name"], person["phone"], number)))
             batch["gram"].extend((gram, customer_id) for gram in
                                  CustomerGram.grams(person["name"], person["phone"], number))
-            batch["card"].append((card_id, f"8{card_no + index:07d}", customer_id, "active",
+            number_of_card = f"8{card_no + index:07d}"
+            batch["card"].append((card_id, number_of_card, customer_id, "active",
                                   card["money"], card["paid_money"], card["bonus_money"],
-                                  card["entry_count"], card["chain_head"], "", created, stamp))
+                                  card["entry_count"], card["chain_head"], "", created, stamp,
+                                  ledger.owner_seal(card_id, number_of_card, customer_id, key)))
             for r in records:
                 batch["record"].append((r["id"], r["card"], r["customer"], r["seq"],
                                         r["business_type"], r["amount"], r["paid_delta"],

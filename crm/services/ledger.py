@@ -10,6 +10,8 @@ Every movement is one transaction that
    assignments, evaluated differently by MySQL and SQLite, can never matter);
 5. stores the request's idempotency key with its answer.
 """
+import contextlib
+import contextvars
 import hashlib
 import hmac
 import json
@@ -23,7 +25,7 @@ from peewee import IntegrityError
 
 from crm import config as crm_config
 from crm.clock import now
-from crm.db import db
+from crm.db import db, executemany
 from crm.errors import Conflict, CrmError, NotFound, ValidationError
 from crm.models import Card, CardRecord
 from crm.money import format_yuan
@@ -144,6 +146,58 @@ def _stamp(value):
 def seal(entry, prev_hash, key=None):
     """The HMAC-SHA256 (hex) of an entry linked to the previous entry's hash."""
     return hmac.new(key or current_key(), _message(entry, prev_hash), hashlib.sha256).hexdigest()
+
+
+def discounted(amount, discount):
+    """What a customer of a type with `discount` percent pays for `amount` (rounded half up)."""
+    if not discount or discount >= 100:
+        return amount
+    return max(1, (amount * discount + 50) // 100)
+
+
+# --- who owns what -------------------------------------------------------------------------------
+
+_sealing_key = contextvars.ContextVar("sealing_key", default=None)
+
+
+@contextlib.contextmanager
+def sealing_with(key):
+    """Seal owners with `key` inside the block (a backup from another PC being checked, whose
+    migrations seal its cards with that PC's key); None: the instance's key."""
+    token = _sealing_key.set(key)
+    try:
+        yield
+    finally:
+        _sealing_key.reset(token)
+
+
+def owner_seal(card_id, card_no, customer_id, key=None):
+    """The HMAC (hex) that binds a card's number and customer to the card."""
+    message = "\x1f".join(("card-owner", str(card_id), str(card_no), str(customer_id)))
+    return hmac.new(key or current_key(), message.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+def seal_owners(card_ids=None, database=None, key=None):
+    """Write the owner seal of the cards `card_ids` — new cards, in the transaction that made
+    them — or, with None, of every card that has none yet (the upgrade: migration 0010, which
+    seals the owners the cards have then). Returns how many were sealed."""
+    database = database or db.obj
+    key = key or _sealing_key.get() or current_key()
+    p = database.param
+    if card_ids is None:
+        rows = database.execute_sql("SELECT id, card_no, customer_id FROM t_card "
+                                    "WHERE owner_seal = ''").fetchall()
+    else:
+        ids = list(card_ids)
+        if not ids:
+            return 0
+        rows = database.execute_sql(f"SELECT id, card_no, customer_id FROM t_card WHERE id IN "
+                                    f"({', '.join([p] * len(ids))})", ids).fetchall()
+    if rows and not key:
+        raise RuntimeError("the ledger key is not configured: cannot seal card owners")
+    executemany(database, f"UPDATE t_card SET owner_seal = {p} WHERE id = {p}",
+                ((owner_seal(i, no, customer, key), i) for i, no, customer in rows))
+    return len(rows)
 
 
 def _record_fields(record):
@@ -408,7 +462,14 @@ def _card_problems(card, records, key=None):
                          "record_id": record.id if record else None,
                          "seq": record.seq if record else None, "problem": text})
 
+    if not hmac.compare_digest(owner_seal(card.id, card.card_no, card.customer_id, key),
+                               card.owner_seal):
+        bad(None, "卡号或所属客户与卡的归属签名不符（卡被改到别的客户名下或改了卡号）")
+        return problems
     for expected_seq, record in enumerate(records, start=1):
+        if record.customer_id != card.customer_id:
+            bad(record, "记录的客户与卡的所属客户不符（卡的归属被改动）")
+            return problems
         if record.seq != expected_seq:
             bad(record, f"序号应为 {expected_seq}，实为 {record.seq}（缺少或多出记录）")
             return problems
@@ -438,8 +499,14 @@ _RECORD_COLUMNS = ("id", "card_id", "customer_id", "seq", "business_type", "amou
                    "bonus_delta", "balance_after", "paid_after", "bonus_after", "payment_method",
                    "reverses_id", "operator_id", "request_id", "remark", "created_at", "prev_hash",
                    "hash")
-_CARD_COLUMNS = ("id", "card_no", "money", "paid_money", "bonus_money", "entry_count",
-                 "chain_head")
+_CARD_COLUMNS = ("id", "card_no", "customer_id", "money", "paid_money", "bonus_money",
+                 "entry_count", "chain_head", "owner_seal")
+# A consumption record beside the ledger entry it belongs to (None columns: no such entry).
+_SALE_COLUMNS = ("id", "card_id", "customer_id", "card_record_id", "original_amount", "discount",
+                 "amount", "balance_after", "operator_id", "request_id", "remark", "created_at")
+_ENTRY_COLUMNS = ("card_id", "customer_id", "seq", "business_type", "amount", "balance_after",
+                  "operator_id", "request_id", "remark", "created_at")
+_SaleRow = namedtuple("_SaleRow", _SALE_COLUMNS + tuple(f"e_{c}" for c in _ENTRY_COLUMNS))
 _RecordRow = namedtuple("_RecordRow", _RECORD_COLUMNS)
 _CardRow = namedtuple("_CardRow", _CARD_COLUMNS)
 
@@ -470,7 +537,9 @@ def verify(card_ids=None, database=None, key=None):
         report.problems.append({"card_id": record.card_id, "card_no": "", "record_id": record.id,
                                 "seq": record.seq, "problem": "记录所属的会员卡不存在"})
 
+    numbers = {}
     for card in (_CardRow(*row) for row in cards.fetchall()):
+        numbers[card.id] = card.card_no
         own = []
         while pending is not None and pending.card_id < card.id:
             orphan(pending)
@@ -484,7 +553,66 @@ def verify(card_ids=None, database=None, key=None):
     while pending is not None:
         orphan(pending)
         pending = next(stream, None)
+    report.problems.extend(_sale_problems(database, where, params, numbers))
     return report
+
+
+def _sale_mismatch(sale):
+    """What of a consumption record disagrees with its ledger entry ("" when nothing)."""
+    if sale.e_card_id is None:
+        return "对应的账本记录不存在"
+    if sale.e_business_type not in ("consume", "reversal") or (
+            (sale.e_business_type == "consume") != (sale.amount > 0)):
+        return "对应的账本记录不是这笔消费"
+    pairs = (("卡", sale.card_id, sale.e_card_id), ("客户", sale.customer_id, sale.e_customer_id),
+             ("金额", sale.amount, -sale.e_amount),
+             ("消费后余额", sale.balance_after, sale.e_balance_after),
+             ("操作员", sale.operator_id, sale.e_operator_id),
+             ("请求编号", sale.request_id, sale.e_request_id), ("备注", sale.remark, sale.e_remark),
+             ("时间", _stamp(sale.created_at), _stamp(sale.e_created_at)))
+    for label, own, entry in pairs:
+        if own != entry:
+            return f"{label}与账本记录不符"
+    sign = 1 if sale.amount > 0 else -1
+    if sign * sale.original_amount <= 0 or sign * sale.amount != discounted(
+            sign * sale.original_amount, sale.discount):
+        return "原价、折扣与实扣金额对不上"
+    return ""
+
+
+def _sale_problems(database, where, params, numbers):
+    """Each consumption record (t_consume_record) checked against its ledger entry, and every
+    sale or sale reversal in the ledger having exactly one."""
+    problems = []
+    sale_columns = ", ".join(f"s.{c}" for c in _SALE_COLUMNS)
+    entry_columns = ", ".join(f"e.{c}" for c in _ENTRY_COLUMNS)
+    sales = database.execute_sql(
+        f"SELECT {sale_columns}, {entry_columns} FROM t_consume_record s "
+        "LEFT JOIN t_card_record e ON e.id = s.card_record_id"
+        + where.format(column="s.card_id") + " ORDER BY s.id", params)
+    seen = set()
+    for sale in (_SaleRow(*row) for row in sales):
+        problem = _sale_mismatch(sale)
+        if not problem and sale.card_record_id in seen:
+            problem = "与另一条消费记录指向同一笔账本记录"
+        seen.add(sale.card_record_id)
+        if problem:
+            problems.append({"card_id": sale.card_id, "card_no": numbers.get(sale.card_id, ""),
+                             "record_id": sale.card_record_id, "seq": sale.e_seq,
+                             "problem": f"消费记录 #{sale.id}：{problem}（消费记录被改动）"})
+    missing = database.execute_sql(
+        "SELECT e.id, e.card_id, e.seq FROM t_card_record e "
+        "LEFT JOIN t_consume_record s ON s.card_record_id = e.id "
+        "LEFT JOIN t_card_record o ON o.id = e.reverses_id "
+        "WHERE s.id IS NULL AND (e.business_type = 'consume' "
+        "OR (e.business_type = 'reversal' AND o.business_type = 'consume'))"
+        + where.format(column="e.card_id").replace(" WHERE ", " AND ") + " ORDER BY e.id",
+        params)
+    for record_id, card_id, seq in missing:
+        problems.append({"card_id": card_id, "card_no": numbers.get(card_id, ""),
+                         "record_id": record_id, "seq": seq,
+                         "problem": "这笔消费没有消费记录（消费记录被删除）"})
+    return problems
 
 
 def key_fingerprint(key=None):
