@@ -179,9 +179,11 @@ def backup_command():
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
 @click.option("--recovery-key-file", type=click.Path(exists=True, dir_okay=False),
               help="旧电脑的恢复密钥文件（在另一台电脑上恢复时需要）")
+@click.option("--accept-unsigned", is_flag=True,
+              help="确认恢复升级前做的未签名旧备份（只限本机或所给恢复密钥的备份）")
 @click.option("--yes", is_flag=True, help="不再询问，直接恢复")
 @with_appcontext
-def restore_command(file, recovery_key_file, yes):
+def restore_command(file, recovery_key_file, accept_unsigned, yes):
     """Restore a backup file: it is checked first, the current data is backed up, then replaced
     in one transaction (all or nothing), and the ledger is verified."""
     from crm.services import backups
@@ -204,7 +206,7 @@ def restore_command(file, recovery_key_file, yes):
             name = backups.save_upload(config["BACKUP_DIR"], Path(file).read_bytes())
             result = backups.restore(config["BACKUP_DIR"], name, actor=_cli_actor(),
                                      shop_name=config["SHOP_NAME"],
-                                     key=key)
+                                     key=key, accept_unsigned=accept_unsigned)
         except CrmError as error:
             raise click.ClickException(error.message) from None
     safety = backups.check(Path(result["safety_path"]))

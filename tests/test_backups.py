@@ -295,11 +295,13 @@ def test_older_schema_backup_is_restored_then_migrated(app, folder):
         columns.remove("search_text")
         manifest["tables"]["t_customer"]["sha256"] = hashlib.sha256(
             members["t_customer.jsonl"]).hexdigest()
+        del manifest["signature"]  # backups were not signed then
         members["manifest.json"] = json.dumps(manifest).encode()
 
     _rewrite(path, make_old)
-    assert backups.check(path).ok
-    shop.do(lambda: backups.restore(folder, info["name"], shop_name="店"))
+    checked = backups.check(path)
+    assert checked.ok and not checked.signed
+    shop.do(lambda: backups.restore(folder, info["name"], shop_name="店", accept_unsigned=True))
     found, total = shop.do(lambda: customers.search("李四"))
     assert total == 1 and found[0].phone == "13900000001"
     assert shop.verify().ok
@@ -660,3 +662,117 @@ def test_part_files_of_a_killed_backup_are_cleaned_up(app, folder):
     assert not stale.exists() and fresh.exists()
     Path(str(folder / made["name"]) + ".check.json").write_text("[1, 2]", encoding="utf-8")
     assert [i["name"] for i in backups.list_backups(folder)] == [made["name"]]
+
+
+def _signed_members(path):
+    with zipfile.ZipFile(path) as archive:
+        return {n: archive.read(n) for n in archive.namelist()}
+
+
+def _attack(members, admin_hash):
+    """The attacker's edits: an admin with a known password, the audit log emptied, a card moved
+    to another customer, a closed card reopened; digests and counts made to match again."""
+    manifest = json.loads(members["manifest.json"])
+
+    def table(name):
+        columns = manifest["tables"][name]["columns"]
+        rows = [json.loads(line) for line in members[f"{name}.jsonl"].decode().splitlines()]
+        return columns, rows
+
+    def put(name, columns, rows):
+        data = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode()
+        members[f"{name}.jsonl"] = data
+        manifest["tables"][name].update(rows=len(rows), sha256=hashlib.sha256(data).hexdigest())
+
+    columns, users = table("t_user")
+    intruder = dict(zip(columns, users[0], strict=True))
+    intruder.update(id=max(u[0] for u in users) + 1, username="intruder", role="admin",
+                    password_hash=admin_hash, active=1)
+    put("t_user", columns, users + [[intruder[c] for c in columns]])
+    columns, _ = table("t_audit_log")
+    put("t_audit_log", columns, [])
+    columns, card_rows = table("t_card")
+    at = {c: columns.index(c) for c in ("customer_id", "status")}
+    customers_ = sorted({r[at["customer_id"]] for r in card_rows})
+    card_rows[0][at["customer_id"]] = customers_[-1] if card_rows[0][at["customer_id"]] != \
+        customers_[-1] else customers_[0]
+    for row in card_rows:
+        if row[at["status"]] == "closed":
+            row[at["status"]] = "active"
+    put("t_card", columns, card_rows)
+    members["manifest.json"] = json.dumps(manifest, ensure_ascii=False).encode()
+
+
+def test_an_edited_backup_cannot_be_restored(app, client, folder):
+    """The attack that got through: a backup edited to add an admin with a known password, empty
+    the audit log, move a card to another customer and reopen a closed card, with its digests
+    made to match. The manifest's signature (HMAC with the ledger key) no longer does: the
+    upload is refused (422 naming the signature) and not kept; the same file in the folder does
+    not restore; stripped of its signature it is an unsigned file, refused at upload and, in the
+    folder, restorable only as an old backup acknowledged as such — and then still caught."""
+    import bcrypt
+
+    shop = rich_shop(app)
+    closing = shop.open_card(amount=1000, bonus=0, card_no="CLOSE-1")
+    shop.do(lambda: cards.close(shop.admin, closing, key(), "退卡"))
+    made = shop.do(lambda: backups.create(folder, "manual", "店", None))
+    assert made["verified"] and made["signed"]
+    members = _signed_members(folder / made["name"])
+    _attack(members, bcrypt.hashpw(b"attacker-pass-1", bcrypt.gensalt(4)).decode())
+    edited = _zip(Path(app.instance_path) / "edited.zip", members)
+    headers = _bearer(client)
+    before, listing = snapshot(app), sorted(p.name for p in folder.iterdir())
+
+    resp = client.post("/api/v1/backups/upload", headers=headers, data={
+        "file": (io.BytesIO(edited.read_bytes()), "usb.zip")}, content_type="multipart/form-data")
+    assert resp.status_code == 422 and "签名不符" in resp.get_json()["error"]["message"]
+    assert sorted(p.name for p in folder.iterdir()) == listing
+
+    planted = "crm-backup-20261127-093100-manual.zip"
+    shutil.copyfile(edited, folder / planted)
+    resp = client.post(f"/api/v1/backups/{planted}/restore", headers=headers,
+                       json={"confirm": "我的小店"})
+    assert resp.status_code == 422 and "签名不符" in resp.get_json()["error"]["message"]
+    assert snapshot(app) == before
+
+    manifest = json.loads(members["manifest.json"])
+    del manifest["signature"]
+    members["manifest.json"] = json.dumps(manifest, ensure_ascii=False).encode()
+    _zip(edited, members)
+    resp = client.post("/api/v1/backups/upload", headers=headers, data={
+        "file": (io.BytesIO(edited.read_bytes()), "usb.zip")}, content_type="multipart/form-data")
+    assert resp.status_code == 422 and "未签名" in resp.get_json()["error"]["message"]
+    shutil.copyfile(edited, folder / planted)
+    resp = client.post(f"/api/v1/backups/{planted}/restore", headers=headers,
+                       json={"confirm": "我的小店"})
+    assert resp.status_code == 422 and resp.get_json()["error"]["code"] == "unsigned_backup"
+    resp = client.post(f"/api/v1/backups/{planted}/restore", headers=headers,
+                       json={"confirm": "我的小店", "accept_unsigned": True})
+    assert resp.status_code == 422  # acknowledged, but the moved card is named by the check
+    assert snapshot(app) == before
+    assert client.post("/api/v1/login", json={"username": "intruder",
+                                              "password": "attacker-pass-1"}).status_code == 401
+
+
+def test_another_pcs_backup_uploads_only_with_its_recovery_key(app, client, folder, tmp_path,
+                                                                database_url):
+    """A backup signed on another PC: without that PC's recovery key the upload is refused and
+    not kept; with it, it is kept, checked and then restores with the same key."""
+    shop = rich_shop(app)
+    made = shop.do(lambda: backups.create(folder, "manual", "店", None))
+    data, old_key = (folder / made["name"]).read_bytes(), app.config["LEDGER_KEY"]
+    new_app = create_app({"INSTANCE_PATH": str(tmp_path / "new-pc"), "DATABASE_URL": database_url,
+                          "TESTING": True, "BCRYPT_ROUNDS": 4})
+    try:
+        new_folder = Path(new_app.config["BACKUP_DIR"])
+        with new_app.app_context(), new_app.extensions["crm_db"].connection_context():
+            with pytest.raises(CrmError, match="恢复密钥"):
+                backups.receive_upload(new_folder, "usb.zip", data)
+            assert not new_folder.exists() or list(new_folder.iterdir()) == []
+            name, checked = backups.receive_upload(new_folder, "usb.zip", data, old_key)
+            assert checked.ok and (new_folder / name).exists()
+            result = backups.restore(new_folder, name, shop_name="店", key=old_key)
+            assert result["ledger_ok"]
+    finally:
+        crm_db.close_all(new_app.extensions["crm_db"])
+        ledger.configure(app.config)

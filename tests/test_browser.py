@@ -212,6 +212,48 @@ def test_restore_page(app, page):
     assert run(app, lambda: Card.select().where(Card.card_no == "GONE-1").count()) == 0
 
 
+def test_restore_page_asks_before_an_unsigned_old_backup(app, page):
+    """An old backup without a signature (made before backups were signed) is marked 未签名; its
+    restore form needs the 确认恢复未签名的旧备份 box ticked (the browser will not send it
+    otherwise), then it restores."""
+    import json
+    import zipfile
+    from pathlib import Path
+
+    from crm.models import Card
+    from crm.services import backups
+    from tests.ledger_helpers import make_shop, run
+
+    shop = make_shop(app)
+    shop.open_card(amount=8800, bonus=0, card_no="OLD-1")
+    made = run(app, lambda: backups.create(app.config["BACKUP_DIR"], "manual", "我的小店", None))
+    path = Path(app.config["BACKUP_DIR"]) / made["name"]
+    with zipfile.ZipFile(path) as archive:
+        members = {n: archive.read(n) for n in archive.namelist()}
+    manifest = json.loads(members["manifest.json"])
+    del manifest["signature"]
+    members["manifest.json"] = json.dumps(manifest).encode()
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    shop.open_card(amount=100, bonus=0, card_no="NEW-1")
+    page.goto("/login")
+    page.fill("#username", "boss")
+    page.fill("#password", PASSWORD)
+    page.press("#password", "Enter")
+    page.click("#side-menu >> text=备份恢复")
+    row = page.locator("#backup-table tbody tr").first
+    expect(row.locator(".unsigned-badge")).to_have_text("未签名")
+    row.locator("input[name=confirm]").fill("我的小店")
+    row.locator("button[type=submit]").click()
+    expect(row.locator("input[name=accept_unsigned]")).to_be_visible()
+    assert run(app, lambda: Card.select().where(Card.card_no == "NEW-1").count()) == 1
+    row.locator("input[name=accept_unsigned]").check()
+    row.locator("button[type=submit]").click()
+    expect(page.locator(".alert")).to_contain_text("已恢复")
+    assert run(app, lambda: Card.select().where(Card.card_no == "NEW-1").count()) == 0
+
+
 # The ids of forms with several submit buttons (on any page) that a browser test clicks through:
 # status-form by test_card_status_buttons_send_their_action.
 CLICKED_FORMS = {"status-form"}

@@ -12,6 +12,7 @@ import pytest
 from crm import create_app
 from crm import db as crm_db
 from crm.config import PROJECT_ROOT
+from crm.errors import CrmError
 from crm.models import Card, CardRecord
 from crm.services import backups, ledger
 from tests.conftest import PASSWORD
@@ -72,8 +73,15 @@ def test_a_shop_made_by_the_old_release_migrates_restores_and_verifies(backend, 
             report.problems[:3]
         assert run(app, lambda: Card.select().where(Card.owner_seal == "").count()) == 0
 
+        # The old backup has no signature: refused until the owner says it is such a backup.
+        with pytest.raises(CrmError) as refused:
+            run(app, lambda: backups.restore(home / "backups", old_backup.name,
+                                             shop_name="我的小店"))
+        assert refused.value.code == "unsigned_backup" and "未签名" in refused.value.message
+        listed = run(app, lambda: backups.list_backups(home / "backups"))
+        assert [(b["name"], b["signed"]) for b in listed] == [(old_backup.name, False)]
         result = run(app, lambda: backups.restore(home / "backups", old_backup.name,
-                                                  shop_name="我的小店"))
+                                                  shop_name="我的小店", accept_unsigned=True))
         assert result["ledger_ok"] and result["entries_checked"] == 600
         assert run(app, lambda: CardRecord.select().count()) == 600
         assert run(app, ledger.verify).ok

@@ -46,7 +46,8 @@ def restore_backup(name):
     """Restore a backup (confirm: the shop's name; recovery_key: another PC's ledger key)."""
     data = json_body()
     result = restore_with_confirmation(name, text_field(data, "confirm"),
-                                       text_field(data, "recovery_key", required=False))
+                                       text_field(data, "recovery_key", required=False),
+                                       data.get("accept_unsigned") is True)
     return jsonify(result)
 
 

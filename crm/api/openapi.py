@@ -575,7 +575,9 @@ SCHEMAS.update({
         "confirm": {"type": "string", "description": "店名，与设置中的 SHOP_NAME 相同"},
         "recovery_key": {"type": "string", "maxLength": 80,
                          "pattern": "^\\s*([0-9a-fA-F]{64})?\\s*$",
-                         "description": "另一台电脑的恢复密钥（换电脑恢复时）：64 位十六进制字符"}}},
+                         "description": "另一台电脑的恢复密钥（换电脑恢复时）：64 位十六进制字符"},
+        "accept_unsigned": {"type": "boolean", "description": "确认恢复升级前做的未签名旧备份"
+                                                               "（只限本机或所给恢复密钥的备份）"}}},
     "RestoreResult": {"type": "object", "properties": {
         "name": _TEXT, "safety_backup": _TEXT, "ledger_ok": {"type": "boolean"},
         "cards_checked": {"type": "integer"}, "entries_checked": {"type": "integer"}}},

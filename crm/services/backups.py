@@ -179,6 +179,7 @@ def create(folder, kind="manual", shop_name="", actor=None, copy_folder="", chec
                                for t, m in ((_table_name(m), m) for m in TABLES)},
                     "chain_heads": heads, "ledger_key": ledger.key_fingerprint(),
                 }
+                manifest["signature"] = ledger.sign_manifest(manifest)
                 archive.writestr("manifest.json", json.dumps(manifest, ensure_ascii=False,
                                                              indent=1))
             with open(partial, "rb+") as handle:
@@ -271,6 +272,15 @@ class Checked:
     manifest: dict = field(default_factory=dict)
     problems: list = field(default_factory=list)
     scratch: str = ""  # the verified scratch SQLite database, when kept
+    signed: bool = False  # signed with the key it was checked with (unsigned: made before 0.2)
+
+    @property
+    def own_key(self):
+        """True when the manifest names the key it was checked with (this PC's, or the recovery
+        key given): an unsigned backup may be restored only then, and only when acknowledged."""
+        return self.manifest.get("ledger_key") == self.key_fingerprint
+
+    key_fingerprint: str = ""
 
 
 # What a backup may unpack to, checked from the zip's directory before anything is read: a
@@ -297,6 +307,7 @@ MANIFEST_SCHEMA = {
                     "type": "string", "pattern": "^[a-z_]{1,64}$"}}}}},
         "chain_heads": {"type": "object", "additionalProperties": {"type": "string",
                                                                    "maxLength": 64}},
+        "signature": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
     },
 }
 
@@ -314,6 +325,15 @@ def _check_sizes(archive):
                 raise _unreadable("清单过大")
         elif info.file_size > MAX_RATIO * info.compress_size + MAX_LINE_BYTES:
             raise _unreadable(f"{info.filename[:60]} 解压后过大")
+
+
+OTHER_KEY = "这个备份的账本密钥与本机不同：需要原店的恢复密钥才能核对"
+EDITED = "备份的签名不符：文件在备份之后被改动过，不能使用"
+UNSIGNED_UPLOAD = ("上传的备份未签名（升级前的旧版本做的，或签名被去掉了），不能上传；"
+                   "请在原电脑上用新版本重新备份")
+UNSIGNED_FOREIGN = "这个备份未签名，且不是用本机（或所给恢复密钥）的账本密钥做的，不能恢复"
+UNSIGNED_ASK = ("这是升级前做的未签名备份，无法证明它之后没被改动过；确认是本店自己的备份后，"
+                "请勾选“确认恢复未签名的旧备份”再恢复")
 
 
 def read_manifest(path):
@@ -436,6 +456,12 @@ def check(path, key=None, keep_scratch=False):
         if unknown:
             raise BackupError("这个备份来自更新版本的系统，请先把本系统升级后再恢复",
                               code="backup_too_new")
+        result.key_fingerprint = ledger.key_fingerprint(key)
+        if "signature" in manifest:
+            if not ledger.manifest_signed(manifest, key):
+                raise BackupError(OTHER_KEY if not result.own_key else EDITED,
+                                  code="backup_signature")
+            result.signed = True
         scratch = crm_db.database_from_url(f"sqlite:///{scratch_path}")
         from playhouse.migrations import Runner
 
@@ -453,8 +479,8 @@ def check(path, key=None, keep_scratch=False):
                            for p in report.problems]
         if heads != manifest["chain_heads"]:
             result.problems.append("各卡签名链的最新位置与清单不符")
-        if manifest.get("ledger_key") != ledger.key_fingerprint(key):
-            result.problems.insert(0, "这个备份的账本密钥与本机不同：需要原店的恢复密钥才能核对")
+        if not result.own_key:
+            result.problems.insert(0, OTHER_KEY)
         result.ok = not result.problems
         crm_db.close_all(scratch)
         if keep_scratch and result.ok:
@@ -498,12 +524,14 @@ def describe(path):
     """A backup's facts for the list: name, time, kind, size, counts, verified or not."""
     path = Path(path)
     info = {"name": path.name, "size": path.stat().st_size, "kind": "", "created_at": "",
-            "counts": {}, "verified": False, "checked_at": "", "problems": [], "readable": True}
+            "counts": {}, "verified": False, "checked_at": "", "problems": [], "readable": True,
+            "signed": False}
     match = NAME.match(path.name)
     info["kind"] = match.group(1) if match else ""
     try:
         manifest = read_manifest(path)
         info.update(created_at=manifest["created_at"], shop_name=manifest.get("shop_name", ""),
+                    signed="signature" in manifest,
                     counts={t: v["rows"] for t, v in manifest["tables"].items()},
                     schema=manifest["schema"][-1], database=manifest["database"])
     except BackupError as error:
@@ -576,8 +604,11 @@ def receive_upload(folder, filename, data, recovery_key=None):
     name = save_upload(folder, data)
     path = path_of(folder, name)
     checked = check(path, key=key)
-    if not checked.ok:
+    if not checked.ok or not checked.signed:
         _remove(path)
+        if checked.manifest and "signature" not in checked.manifest:
+            also = "；核对还发现：" + "；".join(checked.problems[:2]) if checked.problems else ""
+            raise BackupError(UNSIGNED_UPLOAD + also, code="unsigned_backup")
         raise BackupError("上传的备份未通过核对，未保留：" + "；".join(checked.problems[:3]),
                           code="backup_not_verified")
     return name, checked
@@ -612,10 +643,12 @@ def clean_parts(folder):
 
 # --- restoring --------------------------------------------------------------------------------
 
-def restore(folder, name, actor=None, shop_name="", key=None):
+def restore(folder, name, actor=None, shop_name="", key=None, accept_unsigned=False):
     """Restore the backup `name`: check it fully first; take a safety backup of the current data;
     replace everything in one transaction (all or nothing); verify the ledger; audit. `key` is the
-    original shop's ledger key when restoring another PC's backup (see the recovery key)."""
+    original shop's ledger key when restoring another PC's backup (see the recovery key). A
+    backup without a signature (made before backups were signed) restores only when it names
+    the key in use and `accept_unsigned` says the owner knows it is such an old backup."""
     key = ledger.recovery_key(key)
     database = crm_db.db.obj
     path = path_of(folder, name)
@@ -625,8 +658,15 @@ def restore(folder, name, actor=None, shop_name="", key=None):
     # checksums are checked again as it streams in, inside the transaction); anything else goes
     # through a full check and is loaded from the verified scratch database.
     direct = key is None and manifest["schema"] == current and _already_checked(path)
-    checked = Checked(ok=True, manifest=manifest) if direct else check(path, key=key,
-                                                                       keep_scratch=True)
+    checked = Checked(ok=True, manifest=manifest, signed="signature" in manifest,
+                      key_fingerprint=ledger.key_fingerprint()) if direct else \
+        check(path, key=key, keep_scratch=True)
+    unsigned = "signature" not in checked.manifest  # a bad signature is a failed check, below
+    if unsigned and not (checked.own_key and accept_unsigned):
+        if checked.scratch:
+            shutil.rmtree(Path(checked.scratch).parent, ignore_errors=True)
+        raise BackupError(UNSIGNED_ASK if checked.own_key else UNSIGNED_FOREIGN,
+                          code="unsigned_backup")
     if not checked.ok:
         raise BackupError("备份未通过核对，未做任何改动：" + "；".join(checked.problems[:3]),
                           code="backup_not_verified")

@@ -615,6 +615,23 @@ def _sale_problems(database, where, params, numbers):
     return problems
 
 
+def sign_manifest(manifest, key=None):
+    """The signature of a backup's manifest: an HMAC with the ledger key over all of it (save
+    the signature itself) — every table's digest and row count is in it, so no byte of a
+    backup can change without it."""
+    body = {k: v for k, v in manifest.items() if k != "signature"}
+    text = json.dumps(body, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hmac.new(key or current_key(), b"crm backup manifest\x1f" + text.encode("utf-8"),
+                    hashlib.sha256).hexdigest()
+
+
+def manifest_signed(manifest, key=None):
+    """True when the manifest carries a signature made with `key` (default: this instance's)."""
+    signature = manifest.get("signature")
+    return isinstance(signature, str) and hmac.compare_digest(sign_manifest(manifest, key),
+                                                              signature)
+
+
 def key_fingerprint(key=None):
     """A short fingerprint of the ledger key, to tell whether two instances share it (the key
     itself never leaves the config file)."""

@@ -28,14 +28,15 @@ def received_upload():
                                   request.form.get("recovery_key"))
 
 
-def restore_with_confirmation(name, confirmation, recovery_key=""):
-    """Restore after the shop's name was typed; keep another PC's ledger key if one was given.
-    Shared by the page and the API."""
+def restore_with_confirmation(name, confirmation, recovery_key="", accept_unsigned=False):
+    """Restore after the shop's name was typed; keep another PC's ledger key if one was given;
+    an old unsigned backup only when acknowledged. Shared by the page and the API."""
     shop = current_app.config["SHOP_NAME"]
     if (confirmation or "").strip() != shop:
         raise ValidationError(f"请输入店名“{shop}”以确认恢复", code="confirmation_required",
                               field="confirm")
-    result = backups.restore(folder(), name, actor=actor(), shop_name=shop, key=recovery_key)
+    result = backups.restore(folder(), name, actor=actor(), shop_name=shop, key=recovery_key,
+                             accept_unsigned=accept_unsigned)
     backups.check_later(result.pop("safety_path"))
     return result
 
@@ -96,7 +97,8 @@ def restore(name):
     """Restore a backup: typed confirmation, safety backup first, all or nothing."""
     try:
         result = restore_with_confirmation(name, request.form.get("confirm"),
-                                           request.form.get("recovery_key", ""))
+                                           request.form.get("recovery_key", ""),
+                                           request.form.get("accept_unsigned") == "1")
     except CrmError as error:
         flash(error.message, "danger")
         return _page(error.status)
