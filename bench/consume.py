@@ -159,12 +159,14 @@ def sql_baseline(url, user_id, card_ids, seconds):
             started = time.perf_counter()
             key = uuid.uuid4().hex
             now = time.strftime("%Y-%m-%d %H:%M:%S")
+            cur.execute("SELECT held_until FROM t_restore_hold WHERE id = 1")  # the request check
             cur.execute("SELECT id FROM t_auth_token WHERE token_hash = %s", ("x" * 64,))
             cur.execute("SELECT id FROM t_idempotency_key WHERE `key` = %s", (key,))
             cur.execute("SELECT c.customer_id, t.discount FROM t_card c JOIN t_customer u ON "
                         "u.id = c.customer_id LEFT JOIN t_customer_type t ON t.id = u.type_id "
                         "WHERE c.id = %s", (card_id,))
             customer_id = cur.fetchone()[0]
+            cur.execute("SELECT held_until FROM t_restore_hold WHERE id = 1 LOCK IN SHARE MODE")
             cur.execute("UPDATE t_customer SET last_visit_at = %s WHERE id = %s", (now, customer_id))
             cur.execute("UPDATE t_card SET money = money - 100, updated_at = %s WHERE id = %s AND "
                         "status = 'active' AND money - 100 >= 0", (now, card_id))

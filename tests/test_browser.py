@@ -7,6 +7,14 @@ from playwright.sync_api import expect
 from tests.conftest import PASSWORD
 
 
+def log_in(page, username):
+    """Log in through the login page, by keyboard (Enter submits the plain form)."""
+    page.goto("/login")
+    page.fill("#username", username)
+    page.fill("#password", PASSWORD)
+    page.press("#password", "Enter")
+
+
 def test_first_run_setup_login_home_logout(page):
     """First-run setup → logout → login → the home page shows the user's name → logout."""
     page.goto("/")
@@ -41,10 +49,7 @@ def test_phone_width_menu(page, make_user):
     """At phone width the side menu folds behind a button and still opens."""
     make_user("ann", display_name="安安")
     page.set_viewport_size({"width": 375, "height": 740})
-    page.goto("/login")
-    page.fill("#username", "ann")
-    page.fill("#password", PASSWORD)
-    page.press("#password", "Enter")
+    log_in(page, "ann")
     expect(page.locator("#welcome-name")).to_have_text("安安")
     expect(page.locator("#side-menu")).not_to_be_visible()
     page.click(".navbar-toggler")
@@ -56,10 +61,7 @@ def test_customer_flow(page, make_user):
     """Admin: create a type → create a customer with it → find by the phone's last four digits
     with live search (no page reload) → edit → the history shows the change."""
     make_user("boss", role="admin", display_name="王店长")
-    page.goto("/login")
-    page.fill("#username", "boss")
-    page.fill("#password", PASSWORD)
-    page.press("#password", "Enter")
+    log_in(page, "boss")
     expect(page.locator("#welcome-name")).to_have_text("王店长")
 
     page.click("#side-menu >> text=客户类型")
@@ -110,10 +112,7 @@ def test_flow_one_consume_by_keyboard_and_double_click(app, page):
 
     shop = make_shop(app)
     card_id = shop.open_card(amount=10000, bonus=0, card_no="F-0001")
-    page.goto("/login")
-    page.fill("#username", "ann")
-    page.fill("#password", PASSWORD)
-    page.press("#password", "Enter")
+    log_in(page, "ann")
     page.click("#side-menu >> text=消费收银")
     expect(page.locator("#q")).to_be_focused()
     page.keyboard.type("8000")
@@ -157,10 +156,7 @@ def test_flow_two_statement_and_exports(app, page, tmp_path):
     shop = make_shop(app)
     card_id = shop.open_card(amount=20000, bonus=2000, card_no="B-0001")
     shop.do(lambda: cards.consume(shop.operator, card_id, key(), 3550, remark="美甲"))
-    page.goto("/login")
-    page.fill("#username", "ann")
-    page.fill("#password", PASSWORD)
-    page.press("#password", "Enter")
+    log_in(page, "ann")
     page.click("#side-menu >> text=对账查询")
     page.fill("#q", "张三")
     page.press("#q", "Enter")
@@ -193,10 +189,7 @@ def test_restore_page(app, page):
     shop.open_card(amount=8800, bonus=0, card_no="KEEP-1")
     run(app, lambda: backups.create(app.config["BACKUP_DIR"], "manual", "我的小店", None))
     shop.open_card(amount=100, bonus=0, card_no="GONE-1")
-    page.goto("/login")
-    page.fill("#username", "boss")
-    page.fill("#password", PASSWORD)
-    page.press("#password", "Enter")
+    log_in(page, "boss")
     page.click("#side-menu >> text=备份恢复")
     row = page.locator("#backup-table tbody tr").first
     expect(row).to_contain_text("已核对")
@@ -237,10 +230,7 @@ def test_restore_page_asks_before_an_unsigned_old_backup(app, page):
         for name, data in members.items():
             archive.writestr(name, data)
     shop.open_card(amount=100, bonus=0, card_no="NEW-1")
-    page.goto("/login")
-    page.fill("#username", "boss")
-    page.fill("#password", PASSWORD)
-    page.press("#password", "Enter")
+    log_in(page, "boss")
     page.click("#side-menu >> text=备份恢复")
     row = page.locator("#backup-table tbody tr").first
     expect(row.locator(".unsigned-badge")).to_have_text("未签名")
@@ -274,10 +264,7 @@ def test_every_page_loads_under_the_csp_without_console_errors(app, page):
 
     _, ids = furnished_shop(app)
     ids.update(token_id=1, rule_id=1, chart="daily", name="x")
-    page.goto("/login")
-    page.fill("#username", "boss")
-    page.fill("#password", PASSWORD)
-    page.press("#password", "Enter")
+    log_in(page, "boss")
     expect(page.locator("#side-menu")).to_be_attached()
     visited, several = [], set()
     for rule in sorted(app.url_map.iter_rules(), key=lambda r: r.rule):
@@ -307,10 +294,7 @@ def test_card_status_buttons_send_their_action(app, page):
 
     shop = make_shop(app)
     card_id = shop.open_card(amount=10000, bonus=0, card_no="BTN-0001")
-    page.goto("/login")
-    page.fill("#username", "ann")
-    page.fill("#password", PASSWORD)
-    page.press("#password", "Enter")
+    log_in(page, "ann")
     expect(page.locator("#welcome-name")).to_be_visible()
     page.goto(f"/cards/{card_id}")
     steps = [("冻结", "frozen", "冻结"), ("解冻", "active", "正常"), ("挂失", "lost", "挂失"),

@@ -93,6 +93,45 @@ def test_a_restore_with_another_pcs_key_reaches_every_server_process(app, databa
             server.wait(timeout=20)
 
 
+@pytest.mark.backends("mysql")  # several server processes run on MySQL/MariaDB only
+def test_a_restore_hold_refuses_money_in_every_server_process(app, database_url):
+    """Two server processes of one instance: while a restore holds (taken here, as the restoring
+    process would), a charge through either is refused at once (503 restore_in_progress) and
+    moves nothing; once released, both take money again."""
+    from crm.services import hold
+
+    shop = make_shop(app)
+    card_id = shop.open_card(amount=10000, bonus=0)
+    env = {"CRM_HOME": app.instance_path, "CRM_DATABASE_URL": database_url,
+           "CRM_BCRYPT_ROUNDS": "4", "CRM_SCHEDULER": "0"}
+    ports = [free_port(), free_port()]
+    servers = [spawn(env, port) for port in ports]
+    try:
+        apis = [Api(port, "ann") for port in ports]
+        taken = hold.Hold(app.extensions["crm_db"])
+        run(app, taken.take)
+        for api in apis:
+            status, answer = api.call("POST", f"/api/v1/cards/{card_id}/consume",
+                                      {"amount": "1.00"}, key=uuid.uuid4().hex)
+            assert status == 503 and answer["error"]["code"] == "restore_in_progress", answer
+        assert shop.card(card_id).money == 10000
+
+        def release():
+            with app.extensions["crm_db"].atomic():
+                taken.release()
+
+        run(app, release)
+        for api in apis:
+            status, answer = api.call("POST", f"/api/v1/cards/{card_id}/consume",
+                                      {"amount": "1.00"}, key=uuid.uuid4().hex)
+            assert status == 201, answer
+        assert shop.card(card_id).money == 9800
+    finally:
+        for server in servers:
+            server.send_signal(signal.SIGINT)
+            server.wait(timeout=20)
+
+
 def test_a_restore_whose_key_cannot_be_written_changes_nothing(app, tmp_path, monkeypatch):
     """The key is written inside the restore's transaction: when the config file cannot take
     it, the restore is refused with a clear message, the data and the key in force stay."""

@@ -25,7 +25,7 @@ from peewee import IntegrityError
 
 from crm import config as crm_config
 from crm.clock import now
-from crm.db import db, executemany
+from crm.db import db, executemany, is_mysql
 from crm.errors import Conflict, CrmError, NotFound, ValidationError
 from crm.models import Card, CardRecord
 from crm.money import format_yuan
@@ -580,26 +580,58 @@ def _sale_mismatch(sale):
     return ""
 
 
+def _sale_agrees(database):
+    """SQL that is true when a consumption record (s) agrees with its ledger entry (e): the
+    comparison of _sale_mismatch, made by the database so that only the rows that disagree
+    travel (fetching 600,000 good rows took 8 of a million-entry verify's 34 s). Text compared
+    byte-wise on MySQL too (its collation would call "A" and "a" the same)."""
+    if is_mysql(database):
+        def same(column):
+            return f"CAST(s.{column} AS BINARY) = CAST(e.{column} AS BINARY)"
+        div = "DIV"
+    else:
+        def same(column):
+            return f"s.{column} = e.{column}"
+        div = "/"  # integers: integer division
+    sign = "(CASE WHEN s.amount > 0 THEN 1 ELSE -1 END)"
+    charged = f"(({sign} * s.original_amount * s.discount + 50) {div} 100)"
+    return (
+        "e.id IS NOT NULL AND e.business_type = (CASE WHEN s.amount > 0 THEN 'consume' "
+        "ELSE 'reversal' END) AND e.card_id = s.card_id AND e.customer_id = s.customer_id "
+        "AND e.amount = -s.amount AND e.balance_after = s.balance_after "
+        "AND (e.operator_id = s.operator_id OR (e.operator_id IS NULL AND s.operator_id IS NULL)) "
+        f"AND {same('request_id')} AND {same('remark')} AND e.created_at = s.created_at "
+        f"AND {sign} * s.original_amount > 0 AND (CASE WHEN s.discount IS NULL "
+        "OR s.discount = 0 OR s.discount >= 100 THEN s.amount = s.original_amount "
+        f"ELSE {sign} * s.amount = (CASE WHEN {charged} < 1 THEN 1 ELSE {charged} END) END)")
+
+
 def _sale_problems(database, where, params, numbers):
     """Each consumption record (t_consume_record) checked against its ledger entry, and every
     sale or sale reversal in the ledger having exactly one."""
     problems = []
+
+    def named(card_id, record_id, seq, text):
+        problems.append({"card_id": card_id, "card_no": numbers.get(card_id, ""),
+                         "record_id": record_id, "seq": seq, "problem": text})
+
+    also = where.format(column="s.card_id").replace(" WHERE ", " AND ")
     sale_columns = ", ".join(f"s.{c}" for c in _SALE_COLUMNS)
     entry_columns = ", ".join(f"e.{c}" for c in _ENTRY_COLUMNS)
-    sales = database.execute_sql(
+    disagreeing = database.execute_sql(
         f"SELECT {sale_columns}, {entry_columns} FROM t_consume_record s "
-        "LEFT JOIN t_card_record e ON e.id = s.card_record_id"
-        + where.format(column="s.card_id") + " ORDER BY s.id", params)
-    seen = set()
-    for sale in (_SaleRow(*row) for row in sales):
-        problem = _sale_mismatch(sale)
-        if not problem and sale.card_record_id in seen:
-            problem = "与另一条消费记录指向同一笔账本记录"
-        seen.add(sale.card_record_id)
-        if problem:
-            problems.append({"card_id": sale.card_id, "card_no": numbers.get(sale.card_id, ""),
-                             "record_id": sale.card_record_id, "seq": sale.e_seq,
-                             "problem": f"消费记录 #{sale.id}：{problem}（消费记录被改动）"})
+        f"LEFT JOIN t_card_record e ON e.id = s.card_record_id "
+        f"WHERE COALESCE(({_sale_agrees(database)}), 0) = 0{also} ORDER BY s.id", params)
+    for sale in (_SaleRow(*row) for row in disagreeing):
+        problem = _sale_mismatch(sale) or "与账本记录不符"
+        named(sale.card_id, sale.card_record_id, sale.e_seq,
+              f"消费记录 #{sale.id}：{problem}（消费记录被改动）")
+    doubled = database.execute_sql(
+        "SELECT s.card_record_id, MAX(s.id), MAX(s.card_id) FROM t_consume_record s "
+        f"WHERE 1 = 1{also} GROUP BY s.card_record_id HAVING COUNT(*) > 1", params)
+    for record_id, sale_id, card_id in doubled:
+        named(card_id, record_id, None,
+              f"消费记录 #{sale_id}：与另一条消费记录指向同一笔账本记录（消费记录被改动）")
     missing = database.execute_sql(
         "SELECT e.id, e.card_id, e.seq FROM t_card_record e "
         "LEFT JOIN t_consume_record s ON s.card_record_id = e.id "
@@ -609,9 +641,7 @@ def _sale_problems(database, where, params, numbers):
         + where.format(column="e.card_id").replace(" WHERE ", " AND ") + " ORDER BY e.id",
         params)
     for record_id, card_id, seq in missing:
-        problems.append({"card_id": card_id, "card_no": numbers.get(card_id, ""),
-                         "record_id": record_id, "seq": seq,
-                         "problem": "这笔消费没有消费记录（消费记录被删除）"})
+        named(card_id, record_id, seq, "这笔消费没有消费记录（消费记录被删除）")
     return problems
 
 

@@ -80,7 +80,11 @@ def status(config, restarts=None):
         if made and now() - made > datetime.timedelta(days=2):
             problems.append(f"已超过 2 天没有备份（最近一次：{last_backup['created_at']}）")
     if last_check and not last_check[1].get("ok"):
-        problems.append("最近一次账本校验发现问题，请查看账本校验")
+        found = [p for p in last_check[1].get("problems") or [] if isinstance(p, dict)]
+        named = "；".join(f"卡 {p.get('card_no') or p.get('card_id')}：{p.get('problem')}"
+                         for p in found[:3]) + ("等" if len(found) > 3 else "")
+        problems.append(f"最近一次账本校验发现问题（{named}），请查看账本校验" if found
+                        else "最近一次账本校验发现问题，请查看账本校验")
     for label, (path, free) in disks.items():
         if free < warn_bytes:
             problems.append(f"{label}文件夹所在磁盘剩余空间不足：{free / 1e9:.1f} GB（{path}）")
