@@ -24,9 +24,13 @@ def up(migrator, db):
         db.execute_sql("ALTER TABLE t_customer_gram MODIFY gram VARCHAR(3) "
                        "CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL")
     # The piece rule lives in one place (it reads only id, name, phone and customer_no, which
-    # every schema has).
-    from crm.models import Customer
+    # every schema has). Plain statements on `db`, not the models rebound to it: a model's
+    # binding is shared by every thread, and this runs on a scratch database (a backup's check)
+    # while the app serves requests through the same models.
+    from crm.db import executemany
     from crm.models import CustomerGram as Live
 
-    with db.bind_ctx([Live, Customer]):
-        Live.rebuild()
+    rows = db.execute_sql("SELECT id, name, phone, customer_no FROM t_customer").fetchall()
+    db.execute_sql("DELETE FROM t_customer_gram")
+    executemany(db, f"INSERT INTO t_customer_gram (gram, customer_id) VALUES ({db.param}, "
+                f"{db.param})", ((gram, row[0]) for row in rows for gram in Live.grams(*row[1:])))

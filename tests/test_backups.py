@@ -776,3 +776,36 @@ def test_another_pcs_backup_uploads_only_with_its_recovery_key(app, client, fold
     finally:
         crm_db.close_all(new_app.extensions["crm_db"])
         ledger.configure(app.config)
+
+
+def test_a_backup_check_in_the_background_leaves_the_apps_queries_alone(app, folder):
+    """A backup's read-back check migrates a scratch database (the nightly backup and every
+    restore's safety backup run one in the background) while staff keep working: no query of
+    the app may land in that scratch database meanwhile (models rebound for a migration are
+    rebound for every thread)."""
+    shop = make_shop(app)
+    made = shop.do(lambda: backups.create(folder, "manual", "店", None))
+    done, results = threading.Event(), []
+
+    def checks():
+        try:
+            for _ in range(4):
+                results.append(backups.check(folder / made["name"]).ok)
+        finally:
+            done.set()
+
+    thread = threading.Thread(target=checks)
+    thread.start()
+    made_ids = []
+    while not done.is_set() or len(made_ids) < 20:
+        number = len(made_ids)
+        created = shop.do(lambda n=number: customers.create_customer(
+            shop.operator, {"name": f"顾客{n}", "phone": f"139{n:08d}"}))
+        assert shop.do(lambda c=created.id: Customer.get_or_none(Customer.id == c)) is not None
+        made_ids.append(created.id)
+    thread.join()
+    assert results == [True] * 4
+    assert shop.do(lambda: Customer.select().where(Customer.id.in_(made_ids)).count()) \
+        == len(made_ids)
+    found, total = shop.do(lambda: customers.search("顾客1"))
+    assert total >= 1

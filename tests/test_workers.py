@@ -98,8 +98,10 @@ def test_a_restore_hold_refuses_money_in_every_server_process(app, database_url)
     """Two server processes of one instance: while a restore holds (taken here, as the restoring
     process would), a charge through either is refused at once (503 restore_in_progress) and
     moves nothing; once released, both take money again."""
+    from crm import clock
     from crm.services import hold
 
+    clock.set_clock(None)  # the server processes run on the real clock: the lease must too
     shop = make_shop(app)
     card_id = shop.open_card(amount=10000, bonus=0)
     env = {"CRM_HOME": app.instance_path, "CRM_DATABASE_URL": database_url,
