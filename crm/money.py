@@ -1,11 +1,19 @@
 """The only place that turns yuan text into integer fen and back. Never a float."""
 import re
+import unicodedata
 from decimal import Decimal
 
 from crm.errors import ValidationError
 
-# Digits with at most two decimals; no sign, no exponent, no thousands separators.
-_AMOUNT = re.compile(r"^(\d{1,12})(?:\.(\d{1,2}))?$")
+# ASCII digits with at most two decimals; no sign, no exponent, no thousands separators. Not
+# \d: in Python it takes any script's digits ("１２", "٣", "𝟏𝟐"), and int() reads them all.
+_AMOUNT = re.compile(r"^([0-9]{1,12})(?:\.([0-9]{1,2}))?$")
+
+
+def typed(value):
+    """What a person typed into a form, with full-width characters made plain (NFKC): a Chinese
+    input method in full-width mode types "１２.５０" for 12.50. Forms only; the API is strict."""
+    return unicodedata.normalize("NFKC", value) if isinstance(value, str) else value
 
 
 def parse_amount(value, max_fen=None, field="amount"):
@@ -25,7 +33,7 @@ def parse_amount(value, max_fen=None, field="amount"):
         text = text[1:].strip()
     match = _AMOUNT.match(text)
     if not match:
-        if re.match(r"^\d+\.\d{3,}$", text):
+        if re.match(r"^[0-9]+\.[0-9]{3,}$", text):
             raise ValidationError("金额最多两位小数", code="invalid_amount", field=field)
         if text.startswith("-"):
             raise ValidationError("金额必须大于 0", code="invalid_amount", field=field)

@@ -71,3 +71,17 @@ def test_a_form_turns_full_width_digits_into_ascii_and_shows_what_it_booked(app,
         "customer_id": str(shop.customer_id)})
     assert resp.status_code == 422 and "请输入数字" in resp.get_data(as_text=True)
     assert run(app, lambda: CardRecord.select().count()) == 2
+
+
+def test_a_phone_typed_in_full_width_is_stored_in_ascii(client, api_token, shop):
+    """A phone in full-width digits is stored (and found) as ASCII; other scripts' digits are
+    refused (they would never be found by the number a clerk types)."""
+    headers = api_token("cashier")
+    resp = client.post("/api/v1/customers", json={"name": "王五", "gender": "男",
+                                                  "phone": "１３９００００１２３４"}, headers=headers)
+    assert resp.status_code == 201 and resp.get_json()["phone"] == "13900001234"
+    found = client.get("/api/v1/customers?q=1234", headers=headers).get_json()
+    assert [c["name"] for c in found["items"]] == ["王五"]
+    resp = client.post("/api/v1/customers", json={"name": "赵六", "gender": "男",
+                                                  "phone": "١٣٩٠٠٠٠٥٦٧٨"}, headers=headers)
+    assert resp.status_code == 422 and resp.get_json()["error"]["code"] == "invalid_phone"

@@ -1,6 +1,7 @@
 """Customers (客户信息管理): create, edit, archive, find. Numbers are handed out by t_counter."""
 import json
 import re
+import unicodedata
 
 from peewee import JOIN, SQL, IntegrityError, fn
 
@@ -16,8 +17,8 @@ _GENDER_WORDS = {
     "女": "女", "女性": "女", "女士": "女", "f": "女", "female": "女", "woman": "女",
     "": "未知", "未知": "未知", "保密": "未知", "u": "未知", "unknown": "未知",
 }
-_MOBILE = re.compile(r"^1[3-9]\d{9}$")
-_LANDLINE = re.compile(r"^(0\d{2,3})?[2-9]\d{6,7}$")
+_MOBILE = re.compile(r"^1[3-9][0-9]{9}$")  # ASCII digits: full-width ones are made plain first
+_LANDLINE = re.compile(r"^(0[0-9]{2,3})?[2-9][0-9]{6,7}$")
 _PHONE_JUNK = re.compile(r"[\s\-()（）]")
 
 SORTS = {
@@ -46,14 +47,14 @@ def phone(value):
     """A mainland mobile number (11 digits) or a landline, as digits only."""
     if isinstance(value, float) and value.is_integer():
         value = int(value)  # a sheet that stored the number as a number
-    raw = str(value if value is not None else "").strip()
+    raw = unicodedata.normalize("NFKC", str(value if value is not None else "")).strip()
     if not raw:
         raise ValidationError("请填写电话", code="missing_phone", field="phone")
     digits = _PHONE_JUNK.sub("", raw)
     for prefix in ("+86", "0086", "86"):
         if digits.startswith(prefix) and _MOBILE.match(digits[len(prefix):]):
             digits = digits[len(prefix):]
-    if not digits.isdigit():
+    if not (digits.isascii() and digits.isdigit()):
         raise ValidationError(f"电话只能包含数字（收到“{raw[:20]}”）", code="invalid_phone",
                               field="phone")
     if not (_MOBILE.match(digits) or _LANDLINE.match(digits)):

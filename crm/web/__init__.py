@@ -31,7 +31,7 @@ class IdConverter(IntegerConverter):
     check after matching, because werkzeug answers a failed converter check with a false 405
     when two rules share the path."""
 
-    regex = r"\d{1,10}"
+    regex = r"[0-9]{1,10}"  # not \d: Python's takes "１" and "٣" (and int() reads them)
 
 
 def _authorize(role=None, permissions=()):
@@ -89,10 +89,21 @@ def closing_args():
     return stats.parse_day(request.args.get("day")), int_arg("operator_id")
 
 
+def ascii_int(value, default=None):
+    """A whole number of ASCII digits (at most 18: within BIGINT); anything else the default.
+    str.isdigit() alone takes "²" and "１", which int() then reads or refuses with a 500."""
+    value = value or ""
+    return int(value) if value.isascii() and value.isdigit() and len(value) <= 18 else default
+
+
 def int_arg(name, default=None):
     """A whole-number query parameter; anything else is the default (a hand-edited address)."""
-    value = request.args.get(name, "")
-    return int(value) if value.isdigit() else default
+    return ascii_int(request.args.get(name), default)
+
+
+def int_form(form, name, default=None):
+    """A whole-number form field; anything else is the default."""
+    return ascii_int(form.get(name), default)
 
 
 def client_ip():

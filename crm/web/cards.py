@@ -4,19 +4,19 @@ from flask import Blueprint, Response, current_app, flash, redirect, render_temp
 from flask_login import current_user
 
 from crm.errors import CrmError
-from crm.money import format_yuan, parse_amount, parse_optional
+from crm.money import format_yuan, parse_amount, parse_optional, typed
 from crm.services import cards, ledger, receipts, recharge_rules
-from crm.web import actor, admin_required, int_arg, requires
+from crm.web import actor, admin_required, int_arg, int_form, requires
 
 bp = Blueprint("cards", __name__)
 
 
 def _amount(name="amount"):
-    return parse_amount(request.form.get(name), ledger.Settings.max_amount, name)
+    return parse_amount(typed(request.form.get(name)), ledger.Settings.max_amount, name)
 
 
 def _bonus():
-    return parse_optional(request.form.get("bonus"), ledger.Settings.max_amount, "bonus")
+    return parse_optional(typed(request.form.get("bonus")), ledger.Settings.max_amount, "bonus")
 
 
 def _key():
@@ -94,7 +94,7 @@ def consume(card_id):
         return _consume_form(card_id, form={})
     form = request.form
     try:
-        customer_id = int(form["customer_id"]) if form.get("customer_id", "").isdigit() else None
+        customer_id = int_form(form, "customer_id")
         result = cards.consume(actor(), card_id, _key(), _amount(), remark=form.get("remark", ""),
                                customer_id=customer_id)
     except CrmError as error:
