@@ -34,7 +34,7 @@ BACKENDS = ("sqlite", "mysql")
 MYSQL_URL = os.environ.get("CRM_TEST_MYSQL_URL", "mysql://root@127.0.0.1:3306")
 CHROMIUM = "/usr/bin/chromium"
 PASSWORD = "correct-horse-9"
-FIXED_NOW = datetime.datetime(2026, 11, 27, 9, 30)  # a Friday morning; the PC was off at 02:00
+FIXED_NOW = datetime.datetime(2026, 11, 27, 9, 30)  # the clock in tests: a Friday, 09:30
 
 
 def pytest_configure(config):

@@ -316,3 +316,20 @@ def test_opening_balances_become_cards_with_opening_entries(app, shop):
     assert all(e.operator_id == boss.id for e in entries)
     assert _db(app, ledger.verify).ok
     assert _db(app, lambda: User.select().count()) == 1
+
+
+def test_a_large_import_seals_every_new_cards_owner(app, shop):
+    """1,200 rows with card numbers (more than one statement's worth of ids): every new card is
+    sealed to its customer and the whole ledger verifies."""
+    from crm.models import Card
+    from crm.services import Actor, ledger
+    from crm.services import users as user_service
+
+    boss = _db(app, lambda: user_service.create_user(SYSTEM, "boss", "correct-horse-9", "admin"))
+    rows = [(f"客{n}", f"13{n:09d}", f"BULK-{n:05d}", "1.00" if n % 3 == 0 else "")
+            for n in range(1, 1201)]
+    data = sheet_bytes(rows, header=("姓名", "电话", "卡号", "期初余额"), title_rows=())
+    assert _db(app, lambda: customer_import.run(Actor(boss, "127.0.0.1"), data, "x.xlsx")) == 1200
+    assert _db(app, lambda: Card.select().where(Card.owner_seal == "").count()) == 0
+    report = _db(app, ledger.verify)
+    assert report.ok and report.cards_checked == 1200, report.problems[:3]

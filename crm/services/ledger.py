@@ -188,11 +188,11 @@ def seal_owners(card_ids=None, database=None, key=None):
         rows = database.execute_sql("SELECT id, card_no, customer_id FROM t_card "
                                     "WHERE owner_seal = ''").fetchall()
     else:
-        ids = list(card_ids)
-        if not ids:
-            return 0
-        rows = database.execute_sql(f"SELECT id, card_no, customer_id FROM t_card WHERE id IN "
-                                    f"({', '.join([p] * len(ids))})", ids).fetchall()
+        ids, rows = list(card_ids), []
+        for start in range(0, len(ids), 500):  # within SQLite's limit of bound parameters
+            chunk = ids[start:start + 500]
+            rows += database.execute_sql(f"SELECT id, card_no, customer_id FROM t_card WHERE id "
+                                         f"IN ({', '.join([p] * len(chunk))})", chunk).fetchall()
     if rows and not key:
         raise RuntimeError("the ledger key is not configured: cannot seal card owners")
     executemany(database, f"UPDATE t_card SET owner_seal = {p} WHERE id = {p}",
