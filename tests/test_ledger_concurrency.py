@@ -193,3 +193,56 @@ def test_connection_lost_mid_consumption_leaves_nothing_sqlite(app, monkeypatch)
     monkeypatch.setattr(ledger, "seal", real_seal)
     assert shop.counts() == before
     assert shop.verify().ok
+
+
+def test_idempotency_keys_belong_to_their_user(app, live_server, make_user):
+    """Another user's key with the very same request is refused (409) and learns nothing of the
+    first answer; two users racing with one key through a real server: one 201, one 409, the
+    money moved once."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    from tests.conftest import PASSWORD
+
+    shop = make_shop(app)
+    card_id = shop.open_card(amount=10000, bonus=0)
+    make_user("bob")
+
+    def token(name):
+        request = urllib.request.Request(
+            f"{live_server}/api/v1/login", data=json.dumps(
+                {"username": name, "password": PASSWORD}).encode(),
+            headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.loads(response.read())["token"]
+
+    tokens = {"ann": token("ann"), "bob": token("bob")}
+
+    def consume(name, request_key):
+        request = urllib.request.Request(
+            f"{live_server}/api/v1/cards/{card_id}/consume", data=b'{"amount": "1.00"}',
+            headers={"Content-Type": "application/json", "Idempotency-Key": request_key,
+                     "Authorization": f"Bearer {tokens[name]}"})
+        try:
+            with urllib.request.urlopen(request, timeout=60) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read())
+
+    first_key = key()
+    status, first = consume("ann", first_key)
+    assert status == 201
+    status, answer = consume("bob", first_key)
+    assert status == 409 and answer["error"]["code"] == "idempotency_key_reused", answer
+    assert set(answer) == {"error"}  # nothing of ann's answer (record, balance)
+    assert consume("ann", first_key)[1]["record_id"] == first["record_id"]  # ann's replay
+
+    for _ in range(10):
+        shared, results = key(), []
+        errors = _threads(2, lambda i, k=shared, out=results: out.append(
+            consume(("ann", "bob")[i], k)))
+        assert errors == []
+        assert sorted(s for s, _ in results) == [201, 409], results
+    assert shop.card(card_id).money == 10000 - 100 * 11
+    assert shop.verify().ok

@@ -278,7 +278,7 @@ class Statements:
                               f"({', '.join([p] * 18)})")
         self.set_parts = (f"UPDATE t_card SET paid_money = {p}, bonus_money = {p}, "
                           f"entry_count = {p}, chain_head = {p} WHERE id = {p}")
-        self.find_key = (f"SELECT fingerprint, response FROM t_idempotency_key "
+        self.find_key = (f"SELECT user_id, fingerprint, response FROM t_idempotency_key "
                          f"WHERE {key} = {p}")
         self.insert_key = (f"INSERT INTO t_idempotency_key ({key}, user_id, fingerprint, "
                            f"status_code, response, created_at) VALUES ({p}, {p}, {p}, {p}, {p}, "
@@ -404,8 +404,13 @@ def _fingerprint(parts):
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def _replay(found, fingerprint):
-    stored_fingerprint, response = found
+def _replay(found, fingerprint, actor):
+    """The first answer for a key again — only to the user who sent it: another user's key is
+    refused and learns nothing of that answer."""
+    owner, stored_fingerprint, response = found
+    if owner != actor.user.id:
+        raise Conflict("该请求编号已被其他用户使用，没有执行；请刷新页面后重新提交",
+                       code="idempotency_key_reused")
     if not hmac.compare_digest(stored_fingerprint, fingerprint):
         raise Conflict("该请求编号已用于另一笔不同的操作，没有重复执行；请刷新页面后重新提交",
                        code="idempotency_key_reused")
@@ -414,14 +419,15 @@ def _replay(found, fingerprint):
 
 def once(actor, key, parts, operation):
     """Run `operation()` (which returns a JSON-able dict) once per key: the same key again returns
-    the first answer and moves nothing; the same key for a different request is refused. The key
-    is stored in the operation's own transaction, so a crash cannot separate them."""
+    the first answer and moves nothing; the same key for a different request, or from another
+    user, is refused. The key is stored in the operation's own transaction, so a crash cannot
+    separate them."""
     check_key(key)
     sql = Statements.get()
     fingerprint = _fingerprint(parts)
     found = db.execute_sql(sql.find_key, (key,)).fetchone()
     if found:
-        return _replay(found, fingerprint)
+        return _replay(found, fingerprint, actor)
     try:
         with db.atomic():
             result = operation()
@@ -432,7 +438,7 @@ def once(actor, key, parts, operation):
         found = db.execute_sql(sql.find_key, (key,)).fetchone()
         if found is None:
             raise
-        return _replay(found, fingerprint)
+        return _replay(found, fingerprint, actor)
     return {**result, "replayed": False}
 
 
