@@ -420,3 +420,38 @@ def test_verify_names_a_second_consumption_record_for_one_sale(app, shop):
         f"WHERE id = {other['consume_id']}"))
     doubled = [p for p in shop.verify().problems if p["record_id"] == other["record_id"]]
     assert len(doubled) == 1 and "同一笔账本记录" in doubled[0]["problem"], doubled
+
+
+def test_reversals_in_any_order_leave_no_money_stuck(app, shop, client, api_token):
+    """A recharge's bonus cannot be reversed on its own (409 reverse_with_recharge, naming the
+    recharge): reversing the recharge takes its bonus with it. A bonus reversed alone before
+    this rule (made here through the ledger, as the old code did) no longer blocks the
+    recharge: its own money goes back, and nothing stays on the card."""
+    from crm.services import ledger
+
+    card_id = shop.open_card(amount=10000, bonus=1000)
+    recharge, bonus = shop.do(lambda: [
+        CardRecord.get((CardRecord.card == card_id) & (CardRecord.business_type == kind))
+        for kind in ("recharge", "bonus")])
+    headers = {**api_token("owner", role="admin"), "Idempotency-Key": key()}
+    resp = client.post(f"/api/v1/records/{bonus.id}/reverse", json={"reason": "先冲赠送"},
+                       headers=headers)
+    assert resp.status_code == 409, resp.get_json()
+    assert resp.get_json()["error"]["code"] == "reverse_with_recharge"
+    assert f"#{recharge.id}" in resp.get_json()["error"]["message"]
+    assert shop.card(card_id).money == 11000
+
+    def old_bonus_reversal():  # what the previous release allowed
+        with app.extensions["crm_db"].atomic():
+            ledger.post(card_id, shop.customer_id, -1000, lambda paid, bonus_: [ledger.Line(
+                "reversal", bonus_delta=-1000, remark="冲正赠送", reverses=bonus.id)],
+                shop.admin, key(), allowed=ledger.NOT_CLOSED, verb="冲正")
+
+    shop.do(old_bonus_reversal)
+    result = shop.do(lambda: cards.reverse(shop.admin, recharge.id, key(), "充错卡"))
+    assert result["reversed_ids"] == [recharge.id]
+    card = shop.card(card_id)
+    assert (card.money, card.paid_money, card.bonus_money) == (0, 0, 0)
+    with pytest.raises(Conflict, match="已冲正"):
+        shop.do(lambda: cards.reverse(shop.admin, recharge.id, key(), "再来"))
+    assert shop.verify().ok

@@ -246,3 +246,30 @@ def test_idempotency_keys_belong_to_their_user(app, live_server, make_user):
         assert sorted(s for s, _ in results) == [201, 409], results
     assert shop.card(card_id).money == 10000 - 100 * 11
     assert shop.verify().ok
+
+
+def test_a_recharge_reversed_by_ten_threads_at_once_goes_back_once(app):
+    """Ten admins reverse one recharge (with its bonus) at the same moment: one succeeds, the
+    others are told it was reversed already (409), the card holds exactly nothing and verifies."""
+    shop = make_shop(app)
+    card_id = shop.open_card(amount=10000, bonus=1000)
+    recharge = shop.do(lambda: CardRecord.get((CardRecord.card == card_id)
+                                              & (CardRecord.business_type == "recharge")))
+    database = app.extensions["crm_db"]
+    outcomes = []
+
+    def worker(index):
+        with app.app_context(), database.connection_context():
+            try:
+                cards.reverse(shop.admin, recharge.id, key(), f"第 {index} 位")
+                outcomes.append("ok")
+            except Conflict as error:
+                outcomes.append(error.code)
+
+    assert _threads(10, worker) == []
+    assert sorted(outcomes) == ["already_reversed"] * 9 + ["ok"], outcomes
+    card = shop.card(card_id)
+    assert (card.money, card.paid_money, card.bonus_money) == (0, 0, 0)
+    assert shop.do(lambda: CardRecord.select().where(CardRecord.business_type == "reversal")
+                   .count()) == 2
+    assert shop.verify().ok

@@ -321,12 +321,15 @@ class Model:
         if original.kind not in REVERSIBLE:
             return Refused(Conflict, "not_reversible")
         card_id, card = original.card_id, self.cards[original.card_id]
-        targets = [original]
-        if original.kind == "recharge" and original.request_id:
-            targets += [e for e in card.entries
-                        if e.kind == "bonus" and e.request_id == original.request_id]
-        if any(t.reversed for t in targets):
+        partner_kind = "recharge" if original.kind == "bonus" else "bonus"
+        partners = [e for e in card.entries if original.request_id and e.kind == partner_kind
+                    and e.request_id == original.request_id]
+        if original.kind == "bonus" and partners:
+            return Refused(Conflict, "reverse_with_recharge")
+        if original.reversed:
             return Refused(Conflict, "already_reversed")
+        targets = [original] + [e for e in partners if original.kind == "recharge"
+                                and not e.reversed]
         if card.status == "closed":
             return Refused(Conflict, "card_not_active")
         lines = [("reversal", -t.paid_delta, -t.bonus_delta, t.id) for t in targets]

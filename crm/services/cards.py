@@ -252,13 +252,22 @@ def reverse(actor, record_id, key, reason):
         if original.business_type not in REVERSIBLE:
             raise Conflict(f"“{BUSINESS_TYPES.get(original.business_type)}”记录不能冲正",
                            code="not_reversible")
-        targets = [original]
-        if original.business_type == "recharge" and original.request_id:
-            targets += list(CardRecord.select().where(
-                (CardRecord.card == original.card_id) & (CardRecord.business_type == "bonus")
-                & (CardRecord.request_id == original.request_id)))
-        if CardRecord.select().where(CardRecord.reverses.in_([t.id for t in targets])).exists():
+        # A recharge and the bonus it earned are one request: reversed together, through the
+        # recharge. A bonus reversed on its own first would leave the recharge's money stuck.
+        partners = list(CardRecord.select().where(
+            (CardRecord.card == original.card_id) & (CardRecord.request_id == original.request_id)
+            & (CardRecord.business_type == ("recharge" if original.business_type == "bonus"
+                                            else "bonus")))) if original.request_id else []
+        if original.business_type == "bonus" and partners:
+            raise Conflict(f"赠送金额随充值一起冲正：请冲正充值记录 #{partners[0].id}",
+                           code="reverse_with_recharge")
+        targets = [original] + (partners if original.business_type == "recharge" else [])
+        done = {r.reverses_id for r in CardRecord.select(CardRecord.reverses).where(
+            CardRecord.reverses.in_([t.id for t in targets]))}
+        if original.id in done:
             raise Conflict("该记录已冲正过，不能重复冲正", code="already_reversed")
+        # A bonus reversed alone before this rule: the recharge's own money still goes back.
+        targets = [t for t in targets if t.id not in done]
         lines = [Line("reversal", paid_delta=-t.paid_delta, bonus_delta=-t.bonus_delta,
                       remark=f"冲正 #{t.id}：{reason}"[:200], reverses=t.id) for t in targets]
         total = sum(line.amount for line in lines)
