@@ -52,7 +52,7 @@ def customer_statement_pdf(customer_id):
 def dashboard_stats():
     """The dashboard's figures and chart data for a period (amounts in yuan)."""
     start, end = period_arg()
-    data = stats.dashboard(start, end)
+    data = stats.current(start, end)
     s = data["summary"]
     money = ("total_recharge", "total_consume", "bonus_given", "outstanding", "outstanding_paid",
              "outstanding_bonus", "average_per_visit")

@@ -143,14 +143,15 @@ class _Recent:
     ledger and every card and customer (0.2–0.4 s at 100,000 customers / 1,000,000 entries);
     with 50 staff at work, recomputing them for every visit took the database from everyone
     else. The first visit of a period computes them (others asking at the same time wait for that
-    answer); once they are older than the time, visits get the previous figures at once while one
-    background thread computes new ones. The page says how old they are."""
+    answer, not compute it again); figures older than the time are never shown: the first visit
+    after them computes anew (a stale answer served while a thread refreshed it could be hours
+    old after a quiet spell). The page says how old they are. The API and the exports never use
+    them: they answer with every movement committed before the request."""
 
     seconds = 30.0
     guard = threading.Lock()
     entries = {}  # (database, start, end) -> (expires, figures)
     locks = {}
-    refreshing = set()
 
 
 def configure(config):
@@ -171,32 +172,21 @@ def _figures(start, end):
             "activity": activity(), "as_of": now().strftime("%Y-%m-%d %H:%M:%S")}
 
 
-def _store(key, figures):
-    """Keep a period's figures; drop those of periods not asked for again since they expired
-    (every date range a user picks is a key: without this the memory would only grow)."""
-    stamp = time.monotonic()
+def _store(key, figures, stamp):
+    """Keep a period's figures, computed from what was committed at `stamp`; drop those that
+    expired (every date range a user picks is a key: without this the memory would only grow)."""
     with _Recent.guard:
         for old in [k for k, (expires, _) in _Recent.entries.items()
-                    if expires < stamp - _Recent.seconds and k not in _Recent.refreshing]:
+                    if expires < time.monotonic()]:
             del _Recent.entries[old]
             _Recent.locks.pop(old, None)
         _Recent.entries[key] = (stamp + _Recent.seconds, figures)
 
 
-def _refresh_later(key, database, start, end):
-    """Compute new figures in a thread of their own, with a connection of its own."""
-
-    def refresh():
-        try:
-            with database.connection_context():
-                _store(key, _figures(start, end))
-        except Exception:  # noqa: BLE001 — the old figures stay; the next visit tries again
-            log.exception("dashboard figures could not be refreshed")
-        finally:
-            with _Recent.guard:
-                _Recent.refreshing.discard(key)
-
-    threading.Thread(target=refresh, name="stats-refresh", daemon=True).start()
+def _fresh(key):
+    """The kept figures of a period while they are within the time, else None."""
+    found = _Recent.entries.get(key)
+    return found[1] if found and found[0] > time.monotonic() else None
 
 
 def warm_up(database, delay=2.0):
@@ -217,27 +207,31 @@ def warm_up(database, delay=2.0):
     return thread
 
 
+def current(start, end):
+    """Everything the dashboard shows for a period, from every movement committed before the
+    call (the API and the exports)."""
+    return _figures(start, end)
+
+
 def dashboard(start, end):
-    """Everything the dashboard shows for a period, at most STATS_CACHE_SECONDS old (plus the
-    time a refresh takes)."""
+    """Everything the dashboard page shows for a period, never older than STATS_CACHE_SECONDS:
+    kept figures within the time, else computed now (once, however many ask at that moment)."""
     if _Recent.seconds <= 0:
         return _figures(start, end)
-    database = db.obj
-    key = (id(database), start, end)
+    key = (id(db.obj), start, end)
     with _Recent.guard:
-        found = _Recent.entries.get(key)
-        if found:
-            if found[0] <= time.monotonic() and key not in _Recent.refreshing:
-                _Recent.refreshing.add(key)
-                _refresh_later(key, database, start, end)
-            return found[1]
+        found = _fresh(key)
+        if found is not None:
+            return found
         lock = _Recent.locks.setdefault(key, threading.Lock())
     with lock:
-        found = _Recent.entries.get(key)
-        if found:
-            return found[1]
+        with _Recent.guard:
+            found = _fresh(key)
+        if found is not None:
+            return found
+        stamp = time.monotonic()
         figures = _figures(start, end)
-        _store(key, figures)
+        _store(key, figures, stamp)
         return figures
 
 
@@ -260,7 +254,7 @@ def chart_xlsx(chart, start, end):
     if chart not in CHARTS:
         raise NotFound("没有这个图表", code="unknown_chart")
     title, headers, rows = CHARTS[chart]
-    data = excel.write_table(title, headers, rows(dashboard(start, end)))
+    data = excel.write_table(title, headers, rows(current(start, end)))
     return f"{title}_{start}_{end}.xlsx", data
 
 
