@@ -148,3 +148,42 @@ def test_migration_indexes_the_customers_already_there(scratch):
                 assert [c.name for c in Customer.search(q)] == ["老顾客"], q
     finally:
         crm_db.close_all(database)
+
+
+def test_concurrent_edits_keep_the_search_index_right(app):
+    """Two edits of one customer's phone (and name) at the same moment, 200 times: afterwards the
+    customer is found by the phone it has, and by its last four digits, and the index holds
+    exactly the pieces of what every customer now has."""
+    import threading
+
+    shop = make_shop(app)
+    database = app.extensions["crm_db"]
+    customer_id = shop.customer_id
+    misses = 0
+    for trial in range(200):
+        phones = [f"139{trial:04d}{n}{n}{n}{n}" for n in (1, 2)]
+        names = [f"张{trial}甲", f"李{trial}乙"]
+        barrier, errors = threading.Barrier(2), []
+
+        def edit(phone, name, barrier=barrier, errors=errors):
+            try:
+                with app.app_context(), database.connection_context():
+                    barrier.wait(timeout=10)
+                    customers.update_customer(shop.operator, customer_id,
+                                              {"phone": phone, "name": name})
+            except Exception as error:  # noqa: BLE001 — collected, asserted below
+                errors.append(repr(error))
+
+        threads = [threading.Thread(target=edit, args=pair) for pair in zip(phones, names,
+                                                                             strict=True)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+        assert errors == [], errors
+        now = shop.do(lambda: Customer.get_by_id(customer_id))
+        if customer_id not in _found(shop, now.phone) or customer_id not in _found(
+                shop, now.phone[-4:]) or customer_id not in _found(shop, now.name):
+            misses += 1
+    assert misses == 0, f"{misses} of 200 edits left the customer unfindable"
+    assert _index_rows(shop) == _expected_index(shop)
