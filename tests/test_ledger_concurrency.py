@@ -273,3 +273,59 @@ def test_a_recharge_reversed_by_ten_threads_at_once_goes_back_once(app):
     assert shop.do(lambda: CardRecord.select().where(CardRecord.business_type == "reversal")
                    .count()) == 2
     assert shop.verify().ok
+
+
+def _race(app, shop, workers):
+    """Run each worker (a callable of no arguments) in its own thread with its own connection;
+    returns their outcomes: "ok" or the refusal's code (anything else fails the test)."""
+    database = app.extensions["crm_db"]
+    outcomes = []
+
+    def run_one(index):
+        with app.app_context(), database.connection_context():
+            try:
+                workers[index]()
+                outcomes.append("ok")
+            except Conflict as error:
+                outcomes.append(error.code)
+
+    assert _threads(len(workers), run_one) == []  # no deadlock, no AssertionError, no 5xx
+    return outcomes
+
+
+@pytest.mark.parametrize("rival", ["consume", "recharge"])
+def test_reissue_and_close_under_concurrency_answer_honestly(app, rival):
+    """A reissue and a close, each racing ten charges or ten recharges of the card (and each
+    other, below): every call either goes through or is refused with 409 and its own code —
+    never a deadlock, a 5xx or a sum that does not add up — and the money is exact."""
+    shop = make_shop(app)
+    for operation in ("reissue", "close"):
+        card_id = shop.open_card(amount=100000, bonus=5000)
+        move = (lambda c=card_id: cards.consume(shop.operator, c, key(), 100)) if rival == \
+            "consume" else (lambda c=card_id: cards.recharge(shop.operator, c, key(), 100, bonus=0))
+        main = (lambda c=card_id: cards.reissue(shop.admin, c, key(), "丢卡")) if operation == \
+            "reissue" else (lambda c=card_id: cards.close(shop.admin, c, key(), "退卡"))
+        outcomes = _race(app, shop, [move] * 5 + [main] + [move] * 5)
+        assert set(outcomes) <= {"ok", "card_not_active"}, outcomes
+        assert outcomes.count("ok") >= 1
+        old = shop.card(card_id)
+        assert old.status == "closed" and old.money == 0
+        moved = sum(1 for o in outcomes if o == "ok") - 1  # the charges that went through
+        if operation == "reissue":
+            new = shop.do(lambda c=card_id: Card.select().where(
+                Card.remark.contains(f"原卡 {shop.card(c).card_no}")).get())
+            delta = -100 * moved if rival == "consume" else 100 * moved
+            assert new.money == 105000 + delta
+    assert shop.verify().ok
+
+
+def test_a_reissue_and_a_close_at_once_one_wins_the_other_is_told_why(app):
+    """补卡 and 注销 of one card at the same moment, twenty times: one goes through; the other
+    gets 409 card_reissued (卡已补卡) or card_closed (卡已注销); the ledger stays exact."""
+    shop = make_shop(app)
+    for _ in range(20):
+        card_id = shop.open_card(amount=5000, bonus=500)
+        outcomes = _race(app, shop, [lambda c=card_id: cards.reissue(shop.admin, c, key(), "丢"),
+                                     lambda c=card_id: cards.close(shop.admin, c, key(), "退")])
+        assert sorted(outcomes) in (["card_reissued", "ok"], ["card_closed", "ok"]), outcomes
+    assert shop.verify().ok

@@ -354,8 +354,8 @@ class Model:
         card = self.cards.get(card_id)
         if card is None:
             return Refused(NotFound, "card_not_found")
-        if card.status == "closed":
-            return Refused(Conflict, "card_not_active")
+        if card.status == "closed":  # closed by a close: the model makes no reissues
+            return Refused(Conflict, "card_closed")
         lines = ([("refund", -card.paid, 0, None)] if card.paid else []) + \
             ([("bonus_void", 0, -card.bonus, None)] if card.bonus else [])
         return Plan(card_id, lines, {"card_id": card_id, "balance": 0, "refunded": card.paid,

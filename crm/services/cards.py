@@ -1,5 +1,6 @@
 """Member cards (卡账户管理) and consumption (消费记录管理): open, recharge, consume, reverse,
 freeze, report lost, reissue, close. Money moves only through crm.services.ledger."""
+import json
 import re
 
 from peewee import JOIN, IntegrityError
@@ -8,6 +9,7 @@ from crm.clock import now
 from crm.db import db
 from crm.errors import Conflict, NotFound, ValidationError
 from crm.models import (
+    AuditLog,
     Card,
     CardRecord,
     ConsumeRecord,
@@ -27,6 +29,7 @@ from crm.services.ledger import (
     Settings,
     Statements,
     discounted,
+    lock_card,
     once,
     post,
     seal_owners,
@@ -326,7 +329,10 @@ def close(actor, card_id, key, reason, payment_method="cash"):
     parts = ["close", card_id, reason, method]
 
     def operation():
+        lock_card(card_id)
         card = get_card(card_id)
+        if card.status == "closed":
+            raise _closed(card)
         stamp = now()
 
         def split(paid, bonus):
@@ -357,6 +363,19 @@ def close(actor, card_id, key, reason, payment_method="cash"):
     return once(actor, key, parts, operation)
 
 
+def _closed(card):
+    """The refusal for a card closed already: by a reissue (卡已补卡, naming the new card) or by
+    a close (卡已注销) — what the loser of two at once is told."""
+    audit_row = (AuditLog.select(AuditLog.detail)
+                 .where((AuditLog.action == "card.reissue") & (AuditLog.object_id == str(card.id)))
+                 .first())
+    if audit_row is not None:
+        new_no = json.loads(audit_row.detail or "{}").get("new_card", "")
+        where = f"为新卡 {new_no}" if new_no else ""
+        return Conflict(f"该卡已补卡{where}，请使用新卡", code="card_reissued")
+    return Conflict("该卡已注销", code="card_closed")
+
+
 def reissue(actor, card_id, key, reason, new_card_no=""):
     """补卡: a new card takes the old one's paid and bonus money over by a transfer pair of
     entries; the old card ends closed."""
@@ -364,9 +383,10 @@ def reissue(actor, card_id, key, reason, new_card_no=""):
     parts = ["reissue", card_id, reason, new_card_no]
 
     def operation():
+        lock_card(card_id)
         old = get_card(card_id)
         if old.status == "closed":
-            raise Conflict("该卡已注销，不能补卡", code="card_not_active")
+            raise _closed(old)
         new = _create_card(actor, old.customer, new_card_no, f"补卡，原卡 {old.card_no}")
         stamp = now()
         moved = {}

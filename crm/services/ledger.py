@@ -314,6 +314,20 @@ def _when(stamp):
     return stamp.strftime("%Y-%m-%d %H:%M:%S")
 
 
+def lock_card(card_id):
+    """Lock a card for the caller's transaction before reading it — its customer's row first,
+    then the card's, the order post() takes them in — for operations that must read the
+    balance they move (close, reissue): read before the lock, a recharge landing in between
+    made the lines and the movement disagree. Raises NotFound for no such card."""
+    sql, run = Statements.get(), db.execute_sql
+    hold.refuse_while_held()
+    row = run(f"SELECT customer_id FROM t_card WHERE id = {sql.param}", (card_id,)).fetchone()
+    if row is None:
+        raise NotFound("会员卡不存在", code="card_not_found")
+    run(sql.lock_customer, (row[0],))
+    run(f"UPDATE t_card SET money = money WHERE id = {sql.param}", (card_id,))
+
+
 def post(card_id, customer_id, total, split, actor, request_id="", allowed=ACTIVE, verb="办理",
          stamp=None, visit=False):
     """Move `total` fen (signed) on a card as one or more entries; `split(paid, bonus)` returns
