@@ -5,6 +5,7 @@ import json
 
 import openpyxl
 import pytest
+from peewee import fn
 
 from crm.models import AuditLog, Customer, CustomerType
 from crm.services import SYSTEM, customer_import, customer_types, customers
@@ -333,3 +334,36 @@ def test_a_large_import_seals_every_new_cards_owner(app, shop):
     assert _db(app, lambda: Card.select().where(Card.owner_seal == "").count()) == 0
     report = _db(app, ledger.verify)
     assert report.ok and report.cards_checked == 1200, report.problems[:3]
+
+
+def test_opening_balances_are_money(app, client, shop, make_user, api_token):
+    """An import with opening balances is a recharge: an operator whose 开卡、充值 permission is
+    off is refused (403) and nothing is created; each balance respects the per-operation limit
+    (¥50,000.00); the preview says how much stored value the import would create."""
+    from crm.models import Card, CardRecord, User
+    from crm.services import users as user_service
+
+    header = ("姓名", "电话", "卡号", "期初余额")
+    data = sheet_bytes([("甲", "13000000001", "OB-0001", "50000.00"),
+                        ("乙", "13000000002", "OB-0002", "100000.00"),
+                        ("丙", "13000000003", "", "12.34")], header=header, title_rows=())
+    headers = api_token("clerk")
+    clerk = _db(app, lambda: User.get(User.username == "clerk"))
+    _db(app, lambda: user_service.update_user(SYSTEM, clerk.id, permissions={"recharge": False}))
+    files = lambda: {"file": (io.BytesIO(data), "old.xlsx")}  # noqa: E731
+    preview = client.post("/api/v1/customers/import", data=files(), headers=headers,
+                          content_type="multipart/form-data").get_json()
+    assert preview["valid"] == 2 and preview["opening_total"] == "50012.34"
+    assert [r["reasons"] for r in preview["bad_rows"]] == [["期初余额：单笔金额不能超过 50000.00 元"]]
+    before = _db(app, lambda: (Customer.select().count(), Card.select().count(),
+                               CardRecord.select().count()))
+    resp = client.post("/api/v1/customers/import?confirm=1", data=files(), headers=headers,
+                       content_type="multipart/form-data")
+    assert resp.status_code == 403 and "开卡、充值" in resp.get_json()["error"]["message"]
+    assert _db(app, lambda: (Customer.select().count(), Card.select().count(),
+                             CardRecord.select().count())) == before
+    _db(app, lambda: user_service.update_user(SYSTEM, clerk.id, permissions={"recharge": True}))
+    resp = client.post("/api/v1/customers/import?confirm=1", data=files(), headers=headers,
+                       content_type="multipart/form-data")
+    assert resp.status_code == 201 and resp.get_json()["imported"] == 2
+    assert _db(app, lambda: Card.select(fn.SUM(Card.money)).scalar()) == 5001234

@@ -3,6 +3,7 @@ from flask import jsonify, request
 
 from crm.api import bp, json_body
 from crm.errors import ValidationError
+from crm.money import format_fen
 from crm.services import customer_import, customer_types, customers
 from crm.web import actor, admin_required, requires
 from crm.web.customers import xlsx_response
@@ -130,5 +131,6 @@ def import_customers():
         return jsonify(imported=count), 201
     preview = customer_import.preview(data, create_types=create_types)
     return jsonify(valid=len(preview.valid_rows), unknown_types=preview.unknown_types,
+                   opening_total=format_fen(preview.opening_total),
                    bad_rows=[{"line": r.line, "reasons": r.problems(create_types)}
                              for r in preview.bad_rows])

@@ -145,6 +145,7 @@ PATHS = {
                      "properties": {"file": {"type": "string", "format": "binary"}}}}}},
                  "responses": {"200": _json("ImportPreview", "检查结果"),
                                "201": _json("ImportResult", "已导入"), **AUTH_ERRORS,
+                               "403": _error("导入期初余额需要“开卡、充值”权限"),
                                "409": _error("数据已变化"), "413": _error("文件太大"),
                                "422": _error("文件无法读取或缺少表头")}},
     },
@@ -473,6 +474,9 @@ SCHEMAS = {
     "CustomerPatch": {"type": "object", "properties": _CUSTOMER_FIELDS},
     "ImportPreview": {"type": "object",
                       "properties": {"valid": {"type": "integer"},
+                                     "opening_total": {
+                                         "type": "string", "pattern": "^[0-9]+[.][0-9]{2}$",
+                                         "description": "导入将新增的储值（各行期初余额之和）"},
                                      "unknown_types": {"type": "array", "items": _TEXT},
                                      "bad_rows": {"type": "array", "items": {
                                          "type": "object",

@@ -12,13 +12,12 @@ from pathlib import Path
 
 from crm.clock import now
 from crm.db import db
-from crm.errors import Conflict, CrmError, NotFound, ValidationError
+from crm.errors import Conflict, CrmError, Forbidden, NotFound, ValidationError
 from crm.models import AuditLog, Card, Counter, Customer, CustomerGram, CustomerType
 from crm.money import parse_optional
-from crm.services import audit, cards, customers, ledger, validate
+from crm.services import audit, cards, customers, ledger, users, validate
 
 COLUMNS = ("姓名", "性别", "电话", "地址", "客户类型", "生日", "备注", "卡号", "期初余额")
-OPENING_MAX = 100_000_000  # 1,000,000.00 yuan: a sanity bound for one card's opening balance
 MAX_ROWS = 50_000
 HEADER_SEARCH_ROWS = 20
 # What real sheets call each column (compared without spaces, asterisks and case).
@@ -67,6 +66,11 @@ class Preview:
     def bad_rows(self):
         """Rows that would be left out, each with its reasons."""
         return [r for r in self.rows if r.problems(self.create_types)]
+
+    @property
+    def opening_total(self):
+        """The stored value (fen) the import would create: the valid rows' opening balances."""
+        return sum(r.values.get("opening") or 0 for r in self.valid_rows)
 
     @property
     def unknown_types(self):
@@ -150,7 +154,9 @@ def _check_row(row, type_ids):
     except ValidationError as error:
         row.errors.append(("card_no", error.message))
     try:
-        row.values["opening"] = parse_optional(opening, OPENING_MAX, "opening") or 0
+        # Opening balances are money: each within the per-operation limit, like a recharge.
+        row.values["opening"] = parse_optional(opening, ledger.Settings.max_amount,
+                                               "opening") or 0
     except ValidationError as error:
         row.errors.append(("opening", f"期初余额：{error.message}"))
     type_name = _display(raw.get("type"))[:50]
@@ -213,6 +219,9 @@ def run(actor, data, filename="", create_types=False, expected=None):
                            "请重新上传预览", code="import_changed")
         if not valid:
             return 0
+        if checked.opening_total and not users.permissions_of(actor.user).get("recharge"):
+            raise Forbidden("导入期初余额就是开卡充值：需要“开卡、充值”权限（可去掉期初余额列后导入客户）",
+                            code="forbidden")
         type_ids = {t.name: t.id for t in CustomerType.select(CustomerType.id, CustomerType.name)}
         for name in checked.unknown_types if create_types else ():
             created = CustomerType.create(name=name)
