@@ -9,7 +9,7 @@ from crm.clock import now
 from crm.db import db
 from crm.errors import Conflict, NotFound, ValidationError
 from crm.models import AuditLog, Counter, Customer, CustomerGram, CustomerType
-from crm.services import audit, excel, paging, validate
+from crm.services import audit, excel, ledger, paging, validate
 
 GENDERS = ("男", "女", "未知")
 _GENDER_WORDS = {
@@ -146,12 +146,6 @@ def get_customer(customer_id):
     return customer
 
 
-def lock_row(customer_id):
-    """Take the customer row's write lock for the caller's transaction (a no-op UPDATE: works
-    the same on MySQL and SQLite, where peewee's for_update() raises)."""
-    Customer.update(id=Customer.id).where(Customer.id == customer_id).execute()
-
-
 def update_customer(actor, customer_id, data):
     """Change the fields given; the audit log keeps each change, before → after."""
     values = clean(data, partial=True)
@@ -159,7 +153,7 @@ def update_customer(actor, customer_id, data):
         with db.atomic():
             # Lock the row before reading it: the index change is computed from what it held,
             # and two edits at once must not both start from the same old values.
-            lock_row(customer_id)
+            ledger.lock_customer(customer_id)
             customer = get_customer(customer_id)
             if "phone" in values:
                 _check_phone_free(values["phone"], except_id=customer.id)

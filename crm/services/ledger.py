@@ -314,6 +314,13 @@ def _when(stamp):
     return stamp.strftime("%Y-%m-%d %H:%M:%S")
 
 
+def lock_customer(customer_id):
+    """Take a customer row's write lock for the caller's transaction — a no-op UPDATE, the same
+    on MySQL and SQLite (peewee's for_update() raises on SQLite). Customer first, then card: the
+    one order of every lock on money."""
+    db.execute_sql(Statements.get().lock_customer, (customer_id,))
+
+
 def lock_card(card_id):
     """Lock a card for the caller's transaction before reading it — its customer's row first,
     then the card's, the order post() takes them in — for operations that must read the
@@ -324,7 +331,7 @@ def lock_card(card_id):
     row = run(f"SELECT customer_id FROM t_card WHERE id = {sql.param}", (card_id,)).fetchone()
     if row is None:
         raise NotFound("会员卡不存在", code="card_not_found")
-    run(sql.lock_customer, (row[0],))
+    lock_customer(row[0])
     run(f"UPDATE t_card SET money = money WHERE id = {sql.param}", (card_id,))
 
 
