@@ -7,6 +7,7 @@ import openpyxl
 import pytest
 from peewee import fn
 
+from crm.errors import ValidationError
 from crm.models import AuditLog, Customer, CustomerType
 from crm.services import SYSTEM, customer_import, customer_types, customers
 from tests.conftest import csrf_token
@@ -367,3 +368,22 @@ def test_opening_balances_are_money(app, client, shop, make_user, api_token):
                        content_type="multipart/form-data")
     assert resp.status_code == 201 and resp.get_json()["imported"] == 2
     assert _db(app, lambda: Card.select(fn.SUM(Card.money)).scalar()) == 5001234
+
+
+def test_every_line_read_counts_toward_the_row_limit(app, shop, monkeypatch):
+    """Blank lines count: a sheet of a few customers and a great many formatted blank lines is
+    refused with a clear message as soon as the reader passes the limit, without reading on
+    (the limit is lowered here to keep the file small; the rule is the same at 50,000)."""
+    import time
+
+    monkeypatch.setattr(customer_import, "MAX_ROWS", 2_000)
+    rows = [("张三", "男", "13800138000", "", "", None, "")] + [("", "", "", "", "", None, "")] * 2_500
+    data = sheet_bytes(rows, title_rows=())
+    started = time.perf_counter()
+    with pytest.raises(ValidationError) as refused:
+        _db(app, lambda: customer_import.preview(data))
+    assert refused.value.code == "too_many_rows" and "空行也算" in refused.value.message
+    assert time.perf_counter() - started < 5
+    fits = sheet_bytes(rows[:1] + rows[1:1_500], title_rows=())
+    assert len(_db(app, lambda: customer_import.preview(fits)).valid_rows) == 1
+    assert _db(app, lambda: Customer.select().count()) == 1  # nothing was imported

@@ -105,21 +105,23 @@ def read_rows(data):
         book = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
         sheet = book.worksheets[0]
         lines = sheet.iter_rows(values_only=True)
-        columns, rows = None, []
+        columns, rows, header_line = None, [], 0
         for number, cells in enumerate(lines, start=1):
             if columns is None:
                 keys = {_header_key(c): i for i, c in reversed(list(enumerate(cells or ())))}
                 if "name" in keys and "phone" in keys:
-                    columns = {k: i for k, i in keys.items() if k}
+                    columns, header_line = {k: i for k, i in keys.items() if k}, number
                 elif number >= HEADER_SEARCH_ROWS:
                     break
                 continue
+            # Every line read counts, blank or not: a sheet of a million formatted blank lines
+            # (144 KB) would otherwise keep the reader busy for minutes. Reading stops here.
+            if number - header_line > MAX_ROWS:
+                raise ValidationError(f"表格超过 {MAX_ROWS} 行（空行也算）：请删去表格末尾多余的空行，"
+                                      "或分成几个文件", code="too_many_rows")
             raw = {k: (cells[i] if i < len(cells) else None) for k, i in columns.items()}
             if all(_display(v) == "" for v in raw.values()):
                 continue
-            if len(rows) >= MAX_ROWS:
-                raise ValidationError(f"一次最多导入 {MAX_ROWS} 行，请分成几个文件",
-                                      code="too_many_rows")
             rows.append(Row(line=number, raw=raw))
         book.close()
     except CrmError:
