@@ -25,6 +25,11 @@ def now():
     return (datetime.datetime.now() + offset).replace(microsecond=0)
 
 
+def as_text(moment):
+    """A time as both databases store it and the ledger seals it: "YYYY-MM-DD HH:MM:SS"."""
+    return moment.strftime("%Y-%m-%d %H:%M:%S")
+
+
 def today():
     """The current local date, from the same clock as now()."""
     return now().date()

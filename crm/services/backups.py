@@ -272,15 +272,19 @@ class Checked:
     manifest: dict = field(default_factory=dict)
     problems: list = field(default_factory=list)
     scratch: str = ""  # the verified scratch SQLite database, when kept
-    signed: bool = False  # signed with the key it was checked with (unsigned: made before 0.2)
+    key_fingerprint: str = ""  # of the key it was checked with
+
+    @property
+    def signed(self):
+        """Carries a signature (backups made before signing do not); one that does not match
+        fails the check."""
+        return "signature" in self.manifest
 
     @property
     def own_key(self):
         """True when the manifest names the key it was checked with (this PC's, or the recovery
         key given): an unsigned backup may be restored only then, and only when acknowledged."""
         return self.manifest.get("ledger_key") == self.key_fingerprint
-
-    key_fingerprint: str = ""
 
 
 # What a backup may unpack to, checked from the zip's directory before anything is read: a
@@ -457,11 +461,9 @@ def check(path, key=None, keep_scratch=False):
             raise BackupError("这个备份来自更新版本的系统，请先把本系统升级后再恢复",
                               code="backup_too_new")
         result.key_fingerprint = ledger.key_fingerprint(key)
-        if "signature" in manifest:
-            if not ledger.manifest_signed(manifest, key):
-                raise BackupError(OTHER_KEY if not result.own_key else EDITED,
-                                  code="backup_signature")
-            result.signed = True
+        if result.signed and not ledger.manifest_signed(manifest, key):
+            raise BackupError(OTHER_KEY if not result.own_key else EDITED,
+                              code="backup_signature")
         scratch = crm_db.database_from_url(f"sqlite:///{scratch_path}")
         from playhouse.migrations import Runner
 
@@ -606,7 +608,7 @@ def receive_upload(folder, filename, data, recovery_key=None):
     checked = check(path, key=key)
     if not checked.ok or not checked.signed:
         _remove(path)
-        if checked.manifest and "signature" not in checked.manifest:
+        if checked.manifest and not checked.signed:
             also = "；核对还发现：" + "；".join(checked.problems[:2]) if checked.problems else ""
             raise BackupError(UNSIGNED_UPLOAD + also, code="unsigned_backup")
         raise BackupError("上传的备份未通过核对，未保留：" + "；".join(checked.problems[:3]),
@@ -658,19 +660,15 @@ def restore(folder, name, actor=None, shop_name="", key=None, accept_unsigned=Fa
     # checksums are checked again as it streams in, inside the transaction); anything else goes
     # through a full check and is loaded from the verified scratch database.
     direct = key is None and manifest["schema"] == current and _already_checked(path)
-    checked = Checked(ok=True, manifest=manifest, signed="signature" in manifest,
-                      key_fingerprint=ledger.key_fingerprint()) if direct else \
-        check(path, key=key, keep_scratch=True)
-    unsigned = "signature" not in checked.manifest  # a bad signature is a failed check, below
-    if unsigned and not (checked.own_key and accept_unsigned):
-        if checked.scratch:
-            shutil.rmtree(Path(checked.scratch).parent, ignore_errors=True)
-        raise BackupError(UNSIGNED_ASK if checked.own_key else UNSIGNED_FOREIGN,
-                          code="unsigned_backup")
-    if not checked.ok:
-        raise BackupError("备份未通过核对，未做任何改动：" + "；".join(checked.problems[:3]),
-                          code="backup_not_verified")
+    checked = Checked(ok=True, manifest=manifest, key_fingerprint=ledger.key_fingerprint()) \
+        if direct else check(path, key=key, keep_scratch=True)
     try:
+        if not checked.signed and not (checked.own_key and accept_unsigned):
+            raise BackupError(UNSIGNED_ASK if checked.own_key else UNSIGNED_FOREIGN,
+                              code="unsigned_backup")
+        if not checked.ok:
+            raise BackupError("备份未通过核对，未做任何改动：" + "；".join(checked.problems[:3]),
+                              code="backup_not_verified")
         # From the safety backup to the commit no money moves, in any server process: a charge
         # either committed before the hold (and is in the safety backup) or is refused (503).
         with hold.holding(database) as held:

@@ -115,11 +115,6 @@ def _insert_literal(cursor, statement, rows, chunk=2000):
             "(" + ",".join(map(_mysql_literal, row)) + ")" for row in rows[start:start + chunk]))
 
 
-def _text(moment):
-    """A time as both databases store it."""
-    return moment.strftime("%Y-%m-%d %H:%M:%S")
-
-
 def _entry_times(rng, count, days, latest):
     """`count` sorted times over the last `days` days up to `latest` (none in the future), in
     opening hours (09–21), more at weekends."""
@@ -173,7 +168,7 @@ def _card_history(rng, card_id, customer_id, operator_id, count, times, first_id
             if kind in ("consume", "reversal"):  # a reversal's sale row is the negative one
                 sales.append((card_id, customer_id, entry["id"], -entry["amount"], None,
                               -entry["amount"], entry["balance_after"], operator_id, "",
-                              entry["remark"], _text(when)))
+                              entry["remark"], clock.as_text(when)))
     card = {"money": paid + bonus, "paid_money": paid, "bonus_money": bonus,
             "entry_count": len(records), "chain_head": head}
     return records, sales, card
@@ -222,7 +217,7 @@ def seed_bulk(database, operator, customers=1000, entries=10000, heavy=(), seed=
         "gram": f"INSERT INTO t_customer_gram (gram, customer_id) VALUES ({p}, {p})",
     }
     people = fake_customers(customers, seed=seed, start=first_customer)
-    stamp = _text(clock.now())
+    stamp = clock.as_text(clock.now())
     key = ledger.current_key()
     insert = _insert_literal if is_mysql(database) else _insert_params
 
@@ -238,11 +233,11 @@ def seed_bulk(database, operator, customers=1000, entries=10000, heavy=(), seed=
             records, sales, card = _card_history(rng, card_id, customer_id, operator.id,
                                                  counts[index], times, record_id)
             record_id += len(records)
-            created = _text((times[0] if times else clock.now()) - datetime.timedelta(minutes=5))
+            created = clock.as_text((times[0] if times else clock.now()) - datetime.timedelta(minutes=5))
             batch["customer"].append((
                 customer_id, number, person["name"], person["gender"], person["phone"],
                 person["address"], rng.choice(type_ids), person["remark"], False, created,
-                created, _text(times[-1]) if times else None,
+                created, clock.as_text(times[-1]) if times else None,
                 Customer.make_search_text(person["name"], person["phone"], number)))
             batch["gram"].extend((gram, customer_id) for gram in
                                  CustomerGram.grams(person["name"], person["phone"], number))
@@ -256,7 +251,7 @@ def seed_bulk(database, operator, customers=1000, entries=10000, heavy=(), seed=
                                         r["business_type"], r["amount"], r["paid_delta"],
                                         r["bonus_delta"], r["balance_after"], r["paid_after"],
                                         r["bonus_after"], r["payment_method"], r["reverses"],
-                                        r["operator"], "", r["remark"], _text(r["created_at"]),
+                                        r["operator"], "", r["remark"], clock.as_text(r["created_at"]),
                                         r["prev_hash"], r["hash"]))
             batch["sale"].extend(sales)
             made += len(records)

@@ -22,7 +22,7 @@ import os
 import socket
 import uuid
 
-from crm.clock import now
+from crm.clock import as_text, now
 from crm.db import db, is_mysql
 from crm.errors import Conflict, Unavailable
 
@@ -57,17 +57,13 @@ def held(database=None):
     return _read(database or db.obj, locking=False)
 
 
-def _text(moment):
-    return moment.strftime("%Y-%m-%d %H:%M:%S")
-
-
 def _set(database, holder, until, expect_free):
     p = database.param
     sql = f"UPDATE t_restore_hold SET held_until = {p}, holder = {p} WHERE id = 1"
-    args = [_text(until), holder]
+    args = [as_text(until), holder]
     if expect_free:
         sql += f" AND (held_until IS NULL OR held_until <= {p} OR holder = {p})"
-        args += [_text(now()), holder]
+        args += [as_text(now()), holder]
     else:
         sql += f" AND holder = {p}"
         args.append(holder)

@@ -24,7 +24,7 @@ from pathlib import Path
 from peewee import IntegrityError
 
 from crm import config as crm_config
-from crm.clock import now
+from crm.clock import as_text, now
 from crm.db import db, executemany, is_mysql
 from crm.errors import Conflict, CrmError, NotFound, ValidationError
 from crm.models import Card, CardRecord
@@ -309,11 +309,6 @@ class Statements:
         return cls._cache[kind]
 
 
-def _when(stamp):
-    """A timestamp as both databases store it (what peewee writes for a DateTimeField)."""
-    return stamp.strftime("%Y-%m-%d %H:%M:%S")
-
-
 def lock_customer(customer_id):
     """Take a customer row's write lock for the caller's transaction — a no-op UPDATE, the same
     on MySQL and SQLite (peewee's for_update() raises on SQLite). Customer first, then card: the
@@ -347,7 +342,7 @@ def post(card_id, customer_id, total, split, actor, request_id="", allowed=ACTIV
     sql, run = Statements.get(), db.execute_sql
     hold.refuse_while_held()  # first: a restore's hold waits for this transaction, or refuses it
     stamp = stamp or now()
-    when = _when(stamp)
+    when = as_text(stamp)
     if visit:
         run(sql.visit, (when, customer_id))
     else:
@@ -453,7 +448,7 @@ def once(actor, key, parts, operation):
         with db.atomic():
             result = operation()
             db.execute_sql(sql.insert_key, (key, actor.user.id, fingerprint, 201,
-                                            json.dumps(result, default=str), _when(now())))
+                                            json.dumps(result, default=str), as_text(now())))
     except IntegrityError:
         # The same key committed by a parallel request first: ours rolled back whole.
         found = db.execute_sql(sql.find_key, (key,)).fetchone()
