@@ -42,7 +42,10 @@ def migrate_command():
     """Apply pending schema migrations (a second run changes nothing)."""
     from crm import db as crm_db
 
-    applied = crm_db.migrate(current_app.extensions["crm_db"])
+    try:
+        applied = crm_db.migrate(current_app.extensions["crm_db"])
+    except CrmError as error:  # e.g. names that the upgrade would merge: it names them
+        raise click.ClickException(error.message) from None
     click.echo("已执行迁移：" + "、".join(applied) if applied else "数据库结构已是最新")
 
 
@@ -53,12 +56,11 @@ def migrate_command():
 @with_appcontext
 def create_admin_command(username, password, display_name):
     """Create an admin user (the first-run setup page, from the command line)."""
-    from crm import db as crm_db
     from crm.services import SYSTEM
     from crm.services import users as user_service
 
     database = current_app.extensions["crm_db"]
-    crm_db.migrate(database)
+    crm_db_migrate(database)
     with database.connection_context():
         try:
             user = user_service.create_user(SYSTEM, username, password, role="admin",
@@ -81,13 +83,13 @@ def import_customers_command(file, create_types, dry_run, username):
     from pathlib import Path
 
     from crm.models import User
-    from crm.services import Actor, customer_import
+    from crm.services import Actor, customer_import, users
 
     data = Path(file).read_bytes()
     database = current_app.extensions["crm_db"]
     with database.connection_context():
         query = User.select().where(User.active).order_by(User.id)
-        user = (query.where(User.username == username.strip().lower()) if username
+        user = (query.where(User.username == users.normalize_username(username)) if username
                 else query.where(User.role == "admin")).first()
         if user is None:
             raise click.ClickException("找不到导入用户：请先创建管理员，或用 --user 指定用户名")
@@ -217,6 +219,38 @@ def restore_command(file, recovery_key_file, accept_unsigned, yes):
         sys.exit(1)
 
 
+def _rename(what, old, new):
+    from crm.services import names
+
+    database = current_app.extensions["crm_db"]
+    # No migration first: this is the command an upgrade that stopped asks for.
+    with database.connection_context():
+        try:
+            stored = names.rename(database, what, old, new)
+        except CrmError as error:
+            raise click.ClickException(error.message) from None
+    click.echo(f"已把“{old}”改名为“{stored}”")
+
+
+@click.command("rename-user")
+@click.argument("old")
+@click.argument("new")
+@with_appcontext
+def rename_user_command(old, new):
+    """Rename the login OLD (as stored, exactly) to NEW; the user keeps their password and
+    history. The upgrade names this command when two user names would become one."""
+    _rename("user", old, new)
+
+
+@click.command("rename-type")
+@click.argument("old")
+@click.argument("new")
+@with_appcontext
+def rename_type_command(old, new):
+    """Rename the customer type OLD (as stored, exactly) to NEW; its customers keep it."""
+    _rename("type", old, new)
+
+
 @click.command("recovery-key")
 @with_appcontext
 def recovery_key_command():
@@ -244,7 +278,10 @@ def crm_db_migrate(database):
     """Bring the schema up to date (a restore needs the current tables)."""
     from crm import db as crm_db
 
-    crm_db.migrate(database)
+    try:
+        crm_db.migrate(database)
+    except CrmError as error:
+        raise click.ClickException(error.message) from None
 
 
 def _cli_actor():
@@ -255,7 +292,7 @@ def _cli_actor():
 
 COMMANDS = (run_command, migrate_command, create_admin_command, import_customers_command,
             verify_command, seed_demo_command, backup_command, restore_command,
-            recovery_key_command, autostart_command)
+            recovery_key_command, autostart_command, rename_user_command, rename_type_command)
 
 
 def init_app(app):

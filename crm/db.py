@@ -39,10 +39,12 @@ SQLITE_PRAGMAS = (
 # capped the whole server at ~60 pages/s.)
 MYSQL_SESSION = {
     "charset": "utf8mb4",
-    "collation": "utf8mb4_unicode_ci",
+    "collation": "utf8mb4_bin",  # text compares byte for byte, as on SQLite (design rule 11)
     "sql_mode": "STRICT_ALL_TABLES,NO_ENGINE_SUBSTITUTION,NO_ZERO_DATE",
     "init_command": "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED",
 }
+# What a migration that creates a MySQL table gives it (0011 converted the older ones).
+MYSQL_TABLE_SETTINGS = ["ENGINE=InnoDB", "DEFAULT CHARSET=utf8mb4", "COLLATE=utf8mb4_bin"]
 # A pooled connection that came back this recently is handed out without a ping (a round trip
 # under the pool's lock); one that sat idle longer is pinged and replaced if the server dropped
 # it. A connection killed within that window fails its first statement, which ReconnectMixin

@@ -147,7 +147,13 @@ def run(app, host=None, port=None, open_browser=None):
     if not crm_db.wait_for(database, 60):
         _say("无法连接数据库，请检查 DATABASE_URL 设置和数据库服务是否已启动。")
         return 1
-    crm_db.migrate(database)  # every worker: the lock makes the others wait for the first
+    from crm.errors import CrmError
+
+    try:
+        crm_db.migrate(database)  # every worker: the lock makes the others wait for the first
+    except CrmError as error:  # an upgrade that stopped on purpose says why and what to do
+        _say(error.message)
+        return 1
 
     from crm import scheduler
 

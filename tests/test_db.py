@@ -88,7 +88,7 @@ def test_mysql_session_settings(app):
     for isolation, sql_mode, charset, collation, _ in (first, again, replaced):
         assert isolation == "READ-COMMITTED"
         assert "STRICT_ALL_TABLES" in sql_mode
-        assert (charset, collation) == ("utf8mb4", "utf8mb4_unicode_ci")
+        assert (charset, collation) == ("utf8mb4", "utf8mb4_bin")
 
 
 def _schema(database):

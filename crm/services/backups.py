@@ -19,6 +19,8 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from peewee import IntegrityError
+
 from crm import __version__
 from crm import db as crm_db
 from crm.clock import now
@@ -487,7 +489,7 @@ def check(path, key=None, keep_scratch=False):
         crm_db.close_all(scratch)
         if keep_scratch and result.ok:
             result.scratch = str(scratch_path)
-    except BackupError as error:
+    except CrmError as error:  # a refusal of ours, e.g. names the upgrade would merge
         result.problems.append(error.message)
     except (zipfile.BadZipFile, KeyError, ValueError, TypeError, OSError, EOFError) as error:
         result.problems.append(f"读取备份失败：{type(error).__name__}")
@@ -722,9 +724,12 @@ def _replace(database, path, manifest, checked, direct, key, held):
                     _load(database, _from_database(scratch), before_commit=before_commit)
             finally:
                 crm_db.close_all(scratch)
-    except BaseException:
+    except BaseException as error:
         if replaced:
             ledger.adopt_key(replaced[0])
+        if isinstance(error, IntegrityError):  # rolled back whole: nothing was replaced
+            raise BackupError("备份里有这个数据库不接受的重复或缺失的值，未做任何改动："
+                              f"{str(error)[:200]}", code="backup_not_loadable") from None
         raise
 
 

@@ -15,7 +15,7 @@ from crm.db import db
 from crm.errors import Conflict, CrmError, Forbidden, NotFound, ValidationError
 from crm.models import AuditLog, Card, Counter, Customer, CustomerGram, CustomerType
 from crm.money import parse_optional
-from crm.services import audit, cards, customers, ledger, users, validate
+from crm.services import audit, cards, customers, ledger, names, users, validate
 
 COLUMNS = ("姓名", "性别", "电话", "地址", "客户类型", "生日", "备注", "卡号", "期初余额")
 MAX_ROWS = 50_000
@@ -80,8 +80,8 @@ class Preview:
 
 def _header_key(cell):
     text = _HEADER_JUNK.sub("", str(cell or "")).lower()
-    for key, names in HEADERS.items():
-        if text in names:
+    for key, spellings in HEADERS.items():
+        if text in spellings:
             return key
     return None
 
@@ -161,7 +161,7 @@ def _check_row(row, type_ids):
                                                "opening") or 0
     except ValidationError as error:
         row.errors.append(("opening", f"期初余额：{error.message}"))
-    type_name = _display(raw.get("type"))[:50]
+    type_name = names.type_name(_display(raw.get("type")))[:50]
     row.values["type_name"] = type_name
     if type_name and type_name not in type_ids:
         row.unknown_type = type_name

@@ -5,13 +5,14 @@ from crm.clock import now
 from crm.db import db
 from crm.errors import Conflict, NotFound
 from crm.models import Customer, CustomerType
-from crm.services import audit, validate
+from crm.services import audit, names, validate
 
 
 def clean(data):
     """Checked values of a type form or JSON body."""
     return {
-        "name": validate.text(data.get("name"), "类型名称", "name", 50, required=True),
+        "name": names.type_name(validate.text(data.get("name"), "类型名称", "name", 50,
+                                              required=True)),
         "description": validate.text(data.get("description"), "说明", "description", 200),
         "discount": validate.whole_number(data.get("discount"), "折扣", "discount", 1, 100),
     }

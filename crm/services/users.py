@@ -12,7 +12,7 @@ from crm.clock import now
 from crm.db import db
 from crm.errors import AuthError, Conflict, Forbidden, NotFound, ValidationError
 from crm.models import AuthToken, LoginThrottle, User
-from crm.services import Actor, audit
+from crm.services import Actor, audit, names
 
 USERNAME_RE = re.compile(r"^[\w.\-@]{2,50}$")
 PASSWORD_MIN = 8
@@ -45,8 +45,9 @@ def configure(config):
 
 
 def normalize_username(username):
-    """User names compare without case and surrounding spaces."""
-    return (username or "").strip().lower()
+    """The one form a user name is stored, looked up and unique in (NFKC, case-folded, trimmed:
+    see crm.services.names), the same on both databases."""
+    return names.username_key(username)
 
 
 def hash_password(password):
