@@ -101,11 +101,13 @@ def import_customers_command(file, create_types, dry_run, username):
             click.echo(f"可导入 {len(preview.valid_rows)} 行，有问题 {len(preview.bad_rows)} 行")
             if dry_run:
                 return
-            count = customer_import.run(actor, data, Path(file).name, create_types=create_types,
-                                        expected=len(preview.valid_rows))
+            done = customer_import.run(actor, data, Path(file).name, create_types=create_types,
+                                       expected=len(preview.valid_rows))
         except CrmError as error:
             raise click.ClickException(error.message) from None
-    click.echo(f"已导入 {count} 位客户")
+    for line, reason in done.skipped:
+        click.echo(f"第 {line} 行未导入：{reason}")
+    click.echo(f"已导入 {done.imported} 位客户（分 {done.parts} 批确认保存）")
 
 
 @click.command("verify")

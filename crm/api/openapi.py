@@ -135,7 +135,8 @@ PATHS = {
                  "responses": {"200": _json("Customer"), **AUTH_ERRORS, **NOT_FOUND}},
     },
     "/api/v1/customers/import": {
-        "post": {"summary": "Excel 导入客户：先检查，confirm=1 时导入全部合格行",
+        "post": {"summary": "Excel 导入客户：先检查，confirm=1 时导入全部合格行"
+                            "（每 1000 行一批确认保存，每批要么全部导入要么都不导入）",
                  "operationId": "importCustomers",
                  "parameters": [_query("confirm", {"type": "string", "enum": ["0", "1"]}, "1 执行导入"),
                                 _query("create_types", {"type": "string", "enum": ["0", "1"]},
@@ -146,8 +147,10 @@ PATHS = {
                  "responses": {"200": _json("ImportPreview", "检查结果"),
                                "201": _json("ImportResult", "已导入"), **AUTH_ERRORS,
                                "403": _error("导入期初余额需要“开卡、充值”权限"),
-                               "409": _error("数据已变化"), "413": _error("文件太大"),
-                               "422": _error("文件无法读取或缺少表头")}},
+                               "409": _error("数据已变化，或中途停止（已确认的批次保留，消息写明到第几行）"),
+                               "413": _error("文件太大"),
+                               "422": _error("文件无法读取或缺少表头"),
+                               "503": _error("数据库忙或正在恢复备份（已确认的批次保留，消息里写明）")}},
     },
 }
 
@@ -483,7 +486,12 @@ SCHEMAS = {
                                          "properties": {"line": {"type": "integer"},
                                                         "reasons": {"type": "array",
                                                                     "items": _TEXT}}}}}},
-    "ImportResult": {"type": "object", "properties": {"imported": {"type": "integer"}}},
+    "ImportResult": {"type": "object", "required": ["imported"], "properties": {
+        "imported": {"type": "integer"}, "cards": {"type": "integer"},
+        "parts": {"type": "integer", "description": "确认保存的批数（每批最多 1000 行）"},
+        "skipped": {"type": "array", "description": "预览之后被别人占用电话或卡号而没有导入的行",
+                    "items": {"type": "object", "properties": {
+                        "line": {"type": "integer"}, "reason": {"type": "string"}}}}}},
 }
 
 _YUAN = {"type": "string", "pattern": "^-?[0-9]+[.][0-9]{2}$", "example": "100.00"}

@@ -1,6 +1,6 @@
-"""Customer import from the shop's old Excel sheets: read, check every row, import all valid rows
-in one transaction or none. Also the blank template and the stash that keeps an upload between
-preview and confirm."""
+"""Customer import from the shop's old Excel sheets: read and check every row first, then import
+the valid rows in confirmed parts of PART_ROWS rows, each all or nothing. Also the blank template
+and the stash that keeps an upload between preview and confirm."""
 import datetime
 import io
 import json
@@ -9,6 +9,8 @@ import secrets
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from peewee import IntegrityError
 
 from crm.clock import now
 from crm.db import db
@@ -210,57 +212,160 @@ def preview(data, create_types=False):
     return Preview(rows=rows, create_types=create_types)
 
 
+# A large sheet is written in confirmed parts of this many rows, each its own short transaction
+# (all or nothing), with a pause between them: on SQLite a part holds the one write lock, and a
+# charge at the till waits for at most one part, never for the whole sheet (issue 16.2; the
+# figures are in bench/import_stall.py and the README).
+PART_ROWS = 1000
+PART_PAUSE_SECONDS = 0.1
+
+
+@dataclass
+class Imported:
+    """What an import wrote: rows imported, parts committed, rows left out because another
+    user took their phone or card number after the preview [(line, reason)]."""
+
+    imported: int = 0
+    cards: int = 0
+    parts: int = 0
+    skipped: list = field(default_factory=list)
+    lines: tuple = (0, 0)  # first and last sheet line imported
+
+
+class ImportStopped(CrmError):
+    """A part failed after earlier parts were committed: they stay, and the message says which."""
+
+    code = "import_stopped"
+
+
 def run(actor, data, filename="", create_types=False, expected=None):
-    """Import the valid rows of the sheet in one transaction and return how many. `expected` is
-    the count the preview showed: if the data changed since, nothing is imported."""
+    """Import the valid rows of the sheet and return an Imported. The sheet is read and checked
+    before any transaction; the rows are then written in confirmed parts of PART_ROWS, each all
+    or nothing. `expected` is the count the preview showed: if the data changed since, nothing is
+    imported. If a part fails, the parts before it stay and ImportStopped names them."""
+    checked = preview(data, create_types)
+    valid = checked.valid_rows
+    if expected is not None and len(valid) != expected:
+        raise Conflict(f"预览后数据有变化（现在可导入 {len(valid)} 行，预览时为 {expected} 行），"
+                       "请重新上传预览", code="import_changed")
+    if not valid:
+        return Imported()
+    if checked.opening_total and not users.permissions_of(actor.user).get("recharge"):
+        raise Forbidden("导入期初余额就是开卡充值：需要“开卡、充值”权限（可去掉期初余额列后导入客户）",
+                        code="forbidden")
+    type_ids = _type_ids(actor, checked.unknown_types if create_types else (), filename)
+    result, stamp = Imported(), now()
+    try:
+        for start in range(0, len(valid), PART_ROWS):
+            if start:
+                time.sleep(PART_PAUSE_SECONDS)  # let a charge that waits for the lock go first
+            _import_part(actor, valid[start:start + PART_ROWS], type_ids, stamp, filename, result)
+    except Exception as error:
+        if not result.imported:
+            raise
+        _audit_import(actor, filename, result, checked, stopped=str(getattr(error, "message", "")
+                                                                     or type(error).__name__))
+        cause = error.message if isinstance(error, CrmError) else "数据库暂时忙，请稍后再试"
+        raise ImportStopped(
+            f"导入中途停止：第 {result.lines[0]}–{result.lines[1]} 行共 {result.imported} 位客户"
+            f"已导入并保存；之后的行没有导入（{cause}）。处理后重新上传同一文件即可：已导入的行会因电话已存在而被跳过",
+            status=getattr(error, "status", 503)) from None
+    _audit_import(actor, filename, result, checked)
+    return result
+
+
+def _type_ids(actor, new_types, filename):
+    """{type name: id}, creating the sheet's unknown types first (one short transaction)."""
     with db.atomic():
-        checked = preview(data, create_types)
-        valid = checked.valid_rows
-        if expected is not None and len(valid) != expected:
-            raise Conflict(f"预览后数据有变化（现在可导入 {len(valid)} 行，预览时为 {expected} 行），"
-                           "请重新上传预览", code="import_changed")
-        if not valid:
-            return 0
-        if checked.opening_total and not users.permissions_of(actor.user).get("recharge"):
-            raise Forbidden("导入期初余额就是开卡充值：需要“开卡、充值”权限（可去掉期初余额列后导入客户）",
-                            code="forbidden")
         type_ids = {t.name: t.id for t in CustomerType.select(CustomerType.id, CustomerType.name)}
-        for name in checked.unknown_types if create_types else ():
-            created = CustomerType.create(name=name)
-            type_ids[name] = created.id
-            audit.record(actor, "customer_type.create", "customer_type", created.id,
-                         after={"name": name}, source=filename)
-        first = Counter.take("customer", len(valid))
-        stamp = now()
-        records = []
-        for offset, row in enumerate(valid):
-            values = dict(row.values)
-            type_name = values.pop("type_name")
-            values.pop("card_no")
-            values.pop("opening")
-            number = customers.format_number(first + offset)
-            records.append({**values, "type": type_ids.get(type_name), "customer_no": number,
-                            "search_text": Customer.make_search_text(values["name"],
-                                                                     values["phone"], number),
-                            "created_by": actor.user.id if actor.user else None,
-                            "created_at": stamp, "updated_at": stamp})
-        Customer.insert_rows(records)
-        numbers = [customers.format_number(first), customers.format_number(first + len(valid) - 1)]
-        ids = {c.customer_no: c.id for c in Customer.select(Customer.id, Customer.customer_no)
-               .where(Customer.customer_no.between(*numbers))}
-        CustomerGram.add([(ids[r["customer_no"]], r["name"], r["phone"], r["customer_no"])
-                          for r in records])
-        entries = [{"created_at": stamp, "user": actor.user.id if actor.user else None,
-                    "username": actor.username, "ip": actor.ip, "action": "customer.create",
-                    "object_type": "customer", "object_id": str(ids[r["customer_no"]]),
-                    "detail": json.dumps({"after": _audited(r, row.values["type_name"]),
-                                          "source": filename}, ensure_ascii=False)}
-                   for r, row in zip(records, valid, strict=True)]
-        AuditLog.insert_rows(entries)
-        opened = _open_cards(actor, valid, [ids[r["customer_no"]] for r in records], stamp)
-        audit.record(actor, "customer.import", "customer", "", file=filename, imported=len(valid),
-                     refused=len(checked.bad_rows), cards=opened)
-    return len(valid)
+        for name in new_types:
+            if name not in type_ids:
+                created = CustomerType.create(name=name)
+                type_ids[name] = created.id
+                audit.record(actor, "customer_type.create", "customer_type", created.id,
+                             after={"name": name}, source=filename)
+    return type_ids
+
+
+def _still_free(part):
+    """The rows of `part` whose phone and card number nobody took since the preview, and the
+    others as [(line, reason)]. Runs inside the part's transaction."""
+    holders = _already_held(Customer.phone, [r.values["phone"] for r in part],
+                            Customer.name, Customer.customer_no)
+    taken = _already_held(Card.card_no, [r.values["card_no"] for r in part if r.values["card_no"]])
+    free, late = [], []
+    for row in part:
+        holder = holders.get(row.values["phone"])
+        if holder:
+            late.append((row.line, customers.duplicate_phone(holder).message + "（预览之后）"))
+        elif row.values["card_no"] in taken:
+            late.append((row.line, f"卡号 {row.values['card_no']} 在预览之后已被使用"))
+        else:
+            free.append(row)
+    return free, late
+
+
+def _import_part(actor, part, type_ids, stamp, filename, result):
+    """One confirmed part: its rows re-checked against what others wrote since the preview, then
+    customers, search index, audit rows, cards and opening entries — all or nothing. A unique key
+    taken by someone in between (MySQL checks no lock for it) makes the part run again."""
+    for attempt in range(3):
+        try:
+            with db.atomic():
+                free, late = _still_free(part)
+                opened = _write_rows(actor, free, type_ids, stamp, filename) if free else 0
+            break
+        except IntegrityError:
+            if attempt == 2:
+                raise
+    result.skipped.extend(late)
+    result.parts += 1
+    if free:
+        result.imported += len(free)
+        result.cards += opened
+        result.lines = (result.lines[0] or free[0].line, free[-1].line)
+
+
+def _write_rows(actor, rows, type_ids, stamp, filename):
+    """Customers, their search index and audit rows, and their cards for `rows`, in bulk."""
+    first = Counter.take("customer", len(rows))
+    records = []
+    for offset, row in enumerate(rows):
+        values = dict(row.values)
+        type_name = values.pop("type_name")
+        values.pop("card_no")
+        values.pop("opening")
+        number = customers.format_number(first + offset)
+        records.append({**values, "type": type_ids.get(type_name), "customer_no": number,
+                        "search_text": Customer.make_search_text(values["name"],
+                                                                 values["phone"], number),
+                        "created_by": actor.user.id if actor.user else None,
+                        "created_at": stamp, "updated_at": stamp})
+    Customer.insert_rows(records)
+    numbers = [customers.format_number(first), customers.format_number(first + len(rows) - 1)]
+    ids = {c.customer_no: c.id for c in Customer.select(Customer.id, Customer.customer_no)
+           .where(Customer.customer_no.between(*numbers))}
+    CustomerGram.add([(ids[r["customer_no"]], r["name"], r["phone"], r["customer_no"])
+                      for r in records])
+    AuditLog.insert_rows([
+        {"created_at": stamp, "user": actor.user.id if actor.user else None,
+         "username": actor.username, "ip": actor.ip, "action": "customer.create",
+         "object_type": "customer", "object_id": str(ids[r["customer_no"]]),
+         "detail": json.dumps({"after": _audited(r, row.values["type_name"]), "source": filename},
+                              ensure_ascii=False)}
+        for r, row in zip(records, rows, strict=True)])
+    return _open_cards(actor, rows, [ids[r["customer_no"]] for r in records], stamp)
+
+
+def _audit_import(actor, filename, result, checked, stopped=""):
+    facts = {"file": filename, "imported": result.imported, "cards": result.cards,
+             "parts": result.parts,
+             "refused": len(checked.bad_rows), "skipped": len(result.skipped),
+             "lines": list(result.lines)}
+    if stopped:
+        facts["stopped"] = stopped
+    with db.atomic():
+        audit.record(actor, "customer.import", "customer", "", **facts)
 
 
 def _open_cards(actor, rows, customer_ids, stamp):

@@ -139,6 +139,7 @@ def import_preview():
         return render_template("customers/import.html"), error.status
     token = customer_import.stash(_stash_folder(), data)
     return render_template("customers/preview.html", preview=preview, token=token,
+                           part_rows=customer_import.PART_ROWS,
                            filename=upload.filename)
 
 
@@ -154,24 +155,27 @@ def import_recheck():
         flash(error.message, "danger")
         return render_template("customers/import.html"), error.status
     return render_template("customers/preview.html", preview=preview, token=token,
+                           part_rows=customer_import.PART_ROWS,
                            filename=request.form.get("filename", "")[:100])
 
 
 @bp.route("/import/confirm", methods=["POST"])
 @requires("edit_customers")
 def import_confirm():
-    """Import the valid rows of the previewed sheet, all in one transaction."""
+    """Import the valid rows of the previewed sheet (in confirmed parts, each all or nothing)."""
     token = request.form.get("token", "")
     filename = request.form.get("filename", "")[:100]
     create_types = bool(request.form.get("create_types"))
     try:
         data = customer_import.unstash(_stash_folder(), token)
         expected = int(request.form.get("expected", "-1"))
-        count = customer_import.run(actor(), data, filename, create_types=create_types,
-                                    expected=expected)
+        done = customer_import.run(actor(), data, filename, create_types=create_types,
+                                   expected=expected)
     except CrmError as error:
         flash(error.message, "danger")
         return render_template("customers/import.html"), error.status
     customer_import.discard(_stash_folder(), token)
-    flash(f"导入完成：新增 {count} 位客户", "success")
+    flash(f"导入完成：新增 {done.imported} 位客户", "success")
+    for line, reason in done.skipped[:20]:
+        flash(f"第 {line} 行未导入：{reason}", "warning")
     return redirect(url_for("customers.index", sort="created"))
