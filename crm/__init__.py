@@ -28,6 +28,7 @@ def create_app(test_config=None):
     )
     app.url_map.converters["int"] = IdConverter
     app.config.from_mapping(crm_config.load(folder, test_config))
+    crm_config.keep_private(folder, app.config)
     app.config.update(
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",

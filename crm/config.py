@@ -101,6 +101,34 @@ def ensure_config_file(folder):
     return path
 
 
+PRIVATE_FILE, PRIVATE_FOLDER = 0o600, 0o700
+
+
+def keep_private(folder, settings):
+    """POSIX: what the app writes from now on is the shop account's alone (umask 077: files
+    0600, folders 0700), and what an older version left readable by others — the instance
+    folder, the SQLite database and its -wal/-shm files, backups, logs — is made so now. On
+    Windows the folder's permissions decide (see the README)."""
+    if os.name != "posix":
+        return
+    os.umask(0o077)
+    folder = Path(folder)
+    folders = [folder, folder / "logs", folder / "run", folder / "imports",
+               Path(settings.get("BACKUP_DIR") or folder / "backups")]
+    files = [p for f in folders[1:] if f.is_dir() for p in f.iterdir() if p.is_file()]
+    files += [p for p in folder.iterdir() if p.is_file()] if folder.is_dir() else []
+    url = settings.get("DATABASE_URL", "")
+    if url.startswith("sqlite:///"):
+        database = Path(url[len("sqlite:///"):])
+        files += [database.with_name(database.name + suffix) for suffix in ("", "-wal", "-shm")]
+    for path, mode in [(f, PRIVATE_FOLDER) for f in folders] + [(f, PRIVATE_FILE) for f in files]:
+        try:
+            if path.exists() and (path.stat().st_mode & 0o777) != mode:
+                os.chmod(path, mode)
+        except OSError:
+            pass  # not ours to change (a shared folder): the README says what to set
+
+
 def load(folder, overrides=None):
     """Return the settings for the instance in `folder`, creating its config file if needed."""
     settings = dict(DEFAULTS)

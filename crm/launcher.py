@@ -315,6 +315,7 @@ def supervise(args, instance, settings, host=None, port=None):
     import subprocess
     import time
 
+    crm_config.keep_private(instance, settings)  # the supervisor's log too: 0600 on POSIX
     log_dir = Path(instance) / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     log_file = log_dir / "supervisor.log"

@@ -7,10 +7,11 @@ web forms and the Excel import, and are lenient about "numbers typed as text") n
 wrong type from the API, and the document cannot drift from what the API accepts: the
 schemathesis run in the suite sends requests that break the document and expects them refused.
 """
+import json
 import re
 from functools import lru_cache
 
-from flask import request
+from flask import g, request
 from jsonschema import Draft7Validator
 
 from crm.errors import ValidationError
@@ -86,12 +87,55 @@ class Operation:
             _raise_first(self.body, json_object(), "", "")
 
 
+MAX_JSON_DEPTH = 32
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def json_object():
-    """The request's JSON body, which must be an object (400 otherwise)."""
-    data = request.get_json(silent=True)
+    """The request's JSON body, parsed once here for the whole API: it must be a JSON object
+    (400 otherwise), nested at most MAX_JSON_DEPTH deep (100,000 levels made Python's parser
+    raise RecursionError: a 500), and hold no lone surrogate such as "\\ud800" in any key or
+    text (a 500 when the database got it) — 422 naming the field."""
+    if "crm_json" in g:
+        return g.crm_json
+    if not request.is_json:
+        raise ValidationError("请求体必须是 JSON 对象", code="invalid_json", status=400)
+    try:
+        data = json.loads(request.get_data(cache=True))
+    except RecursionError:
+        raise ValidationError(f"请求体嵌套太深（最多 {MAX_JSON_DEPTH} 层）", code="invalid_json",
+                              status=400) from None
+    except ValueError:
+        raise ValidationError("请求体不是有效的 JSON（须为 UTF-8 编码的 JSON 对象）",
+                              code="invalid_json", status=400) from None
     if not isinstance(data, dict):
         raise ValidationError("请求体必须是 JSON 对象", code="invalid_json", status=400)
+    _check_tree(data)
+    g.crm_json = data
     return data
+
+
+def _check_tree(data):
+    """Depth and lone surrogates, walked without recursion."""
+    stack = [(data, 1, "")]
+    while stack:
+        node, depth, path = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise ValidationError(f"请求体嵌套太深（最多 {MAX_JSON_DEPTH} 层）", code="invalid_json",
+                                  status=400)
+        items = node.items() if isinstance(node, dict) else enumerate(node) \
+            if isinstance(node, list) else ()
+        for key, value in items:
+            where = f"{path}.{key}" if path else str(key)
+            if isinstance(key, str) and _SURROGATE.search(key):
+                raise _refusal("请求体的字段名含有无效的字符（单独的代理码位）", "", 422,
+                               "invalid_text")
+            if isinstance(value, str) and _SURROGATE.search(value):
+                raise _refusal(f"字段 {_SURROGATE.sub('?', where)[:60]} 含有无效的字符"
+                               "（单独的代理码位，如 \\ud800）", _SURROGATE.sub("?", where)[:60],
+                               422, "invalid_text")
+            if isinstance(value, dict | list):
+                stack.append((value, depth + 1, where))
 
 
 def _label(parameter):

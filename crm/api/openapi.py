@@ -244,10 +244,10 @@ _PERIOD_ERRORS = {**AUTH_ERRORS, **NOT_FOUND,
                   "422": _error("日期格式不正确、结束早于开始、或期间超过 5 年")}
 
 
-def _file(media, summary, op_id):
+def _file(media, summary, op_id, errors=None):
     return {"summary": summary, "operationId": op_id, "parameters": _PERIOD,
             "responses": {"200": {"description": "文件", "content": {media: {"schema": {
-                "type": "string", "format": "binary"}}}}, **_PERIOD_ERRORS}}
+                "type": "string", "format": "binary"}}}}, **_PERIOD_ERRORS, **(errors or {})}}
 
 
 PATHS.update({
@@ -265,7 +265,9 @@ PATHS.update({
     },
     "/api/v1/customers/{customer_id}/statement.pdf": {
         "parameters": _id_param("customer_id"),
-        "get": _file("application/pdf", "对账单 PDF", "customerStatementPdf"),
+        "get": _file("application/pdf", "对账单 PDF（最多 2000 笔流水，更多请导出 Excel）",
+                     "customerStatementPdf",
+                     {"422": _error("日期不正确，或这段期间超过 PDF 的 2000 笔上限（请导出 Excel）")}),
     },
 })
 

@@ -21,6 +21,14 @@ class Actor:
 SYSTEM = Actor()
 
 
+MAX_PAGE = 1_000_000  # a page number beyond this is read as this (an offset past BIGINT: a 500)
+
+
+def page_number(page):
+    """A page number kept within 1..MAX_PAGE."""
+    return min(max(1, page or 1), MAX_PAGE)
+
+
 def paging(count, page, per_page):
     """(page, pages) for `count` rows, `per_page` to a page: the page asked for, kept within
     1..pages (a page past the end shows the last)."""

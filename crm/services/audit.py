@@ -35,7 +35,8 @@ ACTIONS = {
     "ledger.reverse": "冲正", "ledger.verify": "账本校验",
     "recharge_rule.create": "新建充值规则", "recharge_rule.retire": "停用充值规则",
     "token.revoke": "注销登录令牌",
-    "backup.create": "备份", "backup.restore": "恢复备份", "export": "导出",
+    "backup.create": "备份", "backup.restore": "恢复备份", "backup.download": "下载备份",
+    "export": "导出", "user.rename": "用户改名", "customer_type.rename": "客户类型改名",
 }
 PER_PAGE = 50
 
@@ -56,5 +57,8 @@ def search(username="", action="", start=None, end=None, page=1):
         query = query.where(AuditLog.created_at < datetime.datetime.combine(
             end + datetime.timedelta(days=1), datetime.time()))
     total = query.count()
-    rows = list(query.order_by(AuditLog.id.desc()).paginate(max(1, page), PER_PAGE))
+    from crm.services import paging
+
+    rows = list(query.order_by(AuditLog.id.desc()).paginate(paging(total, page, PER_PAGE)[0],
+                                                            PER_PAGE))
     return rows, total

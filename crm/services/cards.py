@@ -20,7 +20,7 @@ from crm.models import (
     User,
 )
 from crm.money import check_fen
-from crm.services import audit, paging, validate
+from crm.services import audit, page_number, paging, validate
 from crm.services.ledger import (
     BUSINESS_TYPES,
     NOT_CLOSED,
@@ -438,7 +438,7 @@ def records(card_id, limit=200, page=1):
              .switch(CardRecord)
              .join(reversal, JOIN.LEFT_OUTER, on=(reversal.reverses == CardRecord.id))
              .where(CardRecord.card == card_id)
-             .order_by(CardRecord.seq.desc()).paginate(max(1, page), limit))
+             .order_by(CardRecord.seq.desc()).paginate(page_number(page), limit))
     return list(query.objects())
 
 

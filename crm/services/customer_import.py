@@ -17,7 +17,7 @@ from crm.db import db
 from crm.errors import Conflict, CrmError, Forbidden, NotFound, ValidationError
 from crm.models import AuditLog, Card, Counter, Customer, CustomerGram, CustomerType
 from crm.money import parse_optional
-from crm.services import audit, cards, customers, ledger, names, users, validate
+from crm.services import audit, cards, customers, excel, ledger, names, users, validate
 
 COLUMNS = ("姓名", "性别", "电话", "地址", "客户类型", "生日", "备注", "卡号", "期初余额")
 MAX_ROWS = 50_000
@@ -439,6 +439,8 @@ def template():
         notes.append(line)
     notes.column_dimensions["A"].width = 10
     notes.column_dimensions["B"].width = 80
+    for page in (sheet, notes):
+        excel.keep_text(page)
     out = io.BytesIO()
     book.save(out)
     return out.getvalue()

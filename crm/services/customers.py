@@ -9,7 +9,7 @@ from crm.clock import now
 from crm.db import db
 from crm.errors import Conflict, NotFound, ValidationError
 from crm.models import AuditLog, Counter, Customer, CustomerGram, CustomerType
-from crm.services import audit, excel, ledger, paging, validate
+from crm.services import audit, excel, ledger, page_number, paging, validate
 
 GENDERS = ("男", "女", "未知")
 _GENDER_WORDS = {
@@ -208,7 +208,7 @@ def search(q="", type_id=None, archived=False, sort="created", page=1, per_page=
         return [(row[0], None) for row in matching.select(Customer.id).order_by(*order)
                 .paginate(number, per_page).tuples()]
 
-    page = max(1, page)
+    page = page_number(page)
     found = page_ids(page)
     total = found[0][1] if found and q else None
     if total is None:
@@ -262,14 +262,8 @@ def parse_filters(args):
     """The list filters from query parameters (web and API alike); bad values fall back to the
     defaults rather than failing, as a hand-edited address bar should."""
     archived = {"": False, "0": False, "1": True, "all": None}.get(args.get("archived", ""), False)
-    try:
-        page = max(1, int(args.get("page") or 1))
-    except ValueError:
-        page = 1
-    try:
-        type_id = int(args.get("type_id") or 0) or None
-    except ValueError:
-        type_id = None
+    page = max(1, validate.ascii_int(args.get("page"), 1))
+    type_id = validate.ascii_int(args.get("type_id"), 0) or None
     sort = args.get("sort") if args.get("sort") in SORTS else "created"
     return {"q": (args.get("q") or "").strip()[:50], "type_id": type_id, "archived": archived,
             "sort": sort, "page": page}

@@ -8,7 +8,7 @@ from peewee import JOIN, Case, fn
 from crm import clock
 from crm.errors import ValidationError
 from crm.models import Card, CardRecord, ConsumeRecord, User
-from crm.services import customers, paging
+from crm.services import customers, paging, validate
 
 MAX_DAYS = 5 * 366 + 1  # a period of at most five years
 PER_PAGE = 50
@@ -30,21 +30,13 @@ def preset_period(name, today=None):
     return today.replace(day=1), today  # this month, the default
 
 
-def _date(value, label, field):
-    try:
-        return datetime.date.fromisoformat(str(value).strip())
-    except ValueError:
-        raise ValidationError(f"{label}格式不正确，请写成 2026-01-31", code=f"invalid_{field}",
-                              field=field) from None
-
-
 def parse_period(start=None, end=None, preset=None, today=None):
     """The period asked for: a preset, or start/end as YYYY-MM-DD (either may be left out: this
     month). Refuses bad dates, an end before the start and periods over five years."""
     default_start, default_end = preset_period(preset or "month", today)
-    start = _date(start, "开始日期", "start") if start else default_start
-    end = _date(end, "结束日期", "end") if end else (default_end if not start or start <= default_end
-                                                    else start)
+    start = validate.iso_date(start, "开始日期", "start") if start else default_start
+    end = validate.iso_date(end, "结束日期", "end") if end else (
+        default_end if not start or start <= default_end else start)
     if end < start:
         raise ValidationError("结束日期不能早于开始日期", code="invalid_period", field="end")
     if (end - start).days + 1 > MAX_DAYS:

@@ -9,10 +9,10 @@ from peewee import JOIN, SQL, Case, fn
 
 from crm.clock import now
 from crm.db import db
-from crm.errors import NotFound, ValidationError
+from crm.errors import NotFound
 from crm.models import Card, CardRecord, ConsumeRecord, Customer, CustomerType, User
 from crm.money import yuan_decimal
-from crm.services import excel, ledger, statements
+from crm.services import excel, ledger, statements, validate
 
 log = logging.getLogger(__name__)
 
@@ -264,11 +264,7 @@ def parse_day(value):
     """A day as YYYY-MM-DD; today when not given."""
     if not value:
         return now().date()
-    try:
-        return datetime.date.fromisoformat(str(value).strip())
-    except ValueError:
-        raise ValidationError("日期格式不正确，请写成 2026-01-31", code="invalid_day",
-                              field="day") from None
+    return validate.iso_date(value, "日期", "day")
 
 
 def closing(day, operator_id=None):

@@ -1,6 +1,7 @@
 """System users, passwords, logins and their tokens, and the lock after too many wrong passwords."""
 import datetime
 import hashlib
+import hmac
 import json
 import re
 import secrets
@@ -20,7 +21,6 @@ PASSWORD_MAX_BYTES = 72  # bcrypt reads no further; refuse rather than silently 
 
 # A real bcrypt hash to check against when the user name does not exist, so that a wrong name
 # and a wrong password take the same time and give the same answer.
-_DUMMY_HASH = bcrypt.hashpw(b"not-a-real-password", bcrypt.gensalt(4))
 
 LOGIN_FAILED = "用户名或密码错误"
 
@@ -104,54 +104,115 @@ def create_first_admin(actor, username, password, display_name=""):
         return create_user(actor, username, password, role="admin", display_name=display_name)
 
 
-def _locked_until(name):
-    row = LoginThrottle.get_or_none(LoginThrottle.username == name)
-    if row and row.locked_until and row.locked_until > now():
-        return row.locked_until
-    return None
+def _dummy_hash():
+    """A hash of the cost real ones are made with, checked when the name is unknown: the same
+    bcrypt work either way, so the answer's timing does not tell which names exist."""
+    rounds = Settings.bcrypt_rounds
+    if rounds not in _DUMMY_HASHES:
+        _DUMMY_HASHES[rounds] = bcrypt.hashpw(b"not-a-real-password",
+                                              bcrypt.gensalt(rounds)).decode("ascii")
+    return _DUMMY_HASHES[rounds]
 
 
-def _record_failure(actor, name):
-    """Count one wrong password for `name`; lock the name when the count reaches the limit."""
+_DUMMY_HASHES = {}
+
+
+def _throttle_row(name):
+    """The throttle row of `name`, made if missing and write-locked for the caller's transaction
+    (a no-op UPDATE takes the row lock on MySQL; SQLite's write transaction is exclusive)."""
+    if not LoginThrottle.select().where(LoginThrottle.username == name).exists():
+        try:
+            with db.atomic():
+                LoginThrottle.create(username=name, failures=0)
+        except IntegrityError:  # a parallel attempt made it first
+            pass
+    (LoginThrottle.update(failures=LoginThrottle.failures)
+     .where(LoginThrottle.username == name).execute())
+    return LoginThrottle.get(LoginThrottle.username == name)
+
+
+def reserve_attempt(name, limit=None, minutes=None):
+    """Count one attempt for `name` before its secret is checked, atomically, so that within a
+    lock window at most `limit` secrets are ever checked for a name however many arrive at once.
+    Returns (None, n) when this attempt (the n-th of its window) may be checked, or (until, 0)
+    while the name is locked. The limit-th attempt locks the name as it is counted; a success
+    clears it (forget_attempts). Rows of windows that ended are removed as new ones come."""
+    limit = limit or Settings.max_failures
+    window = datetime.timedelta(minutes=minutes or Settings.lock_minutes)
+    stamp = now()
     with db.atomic():
-        stamp = now()
-        updated = (LoginThrottle.update(failures=LoginThrottle.failures + 1, last_failure_at=stamp)
-                   .where(LoginThrottle.username == name).execute())
-        if not updated:
-            try:
-                with db.atomic():
-                    LoginThrottle.create(username=name, failures=1, last_failure_at=stamp)
-            except IntegrityError:  # a parallel failure created it first
-                (LoginThrottle.update(failures=LoginThrottle.failures + 1, last_failure_at=stamp)
-                 .where(LoginThrottle.username == name).execute())
-        row = LoginThrottle.get(LoginThrottle.username == name)
-        locked = row.failures >= Settings.max_failures
-        if locked:
-            until = stamp + datetime.timedelta(minutes=Settings.lock_minutes)
-            (LoginThrottle.update(failures=0, locked_until=until)
-             .where(LoginThrottle.username == name).execute())
-        audit.record(Actor(user=None, ip=actor.ip, name=name),
-                     "login.locked" if locked else "login.failed", "user", "", username=name)
+        row = _throttle_row(name)
+        if row.locked_until and row.locked_until > stamp:
+            return row.locked_until, 0
+        attempts = row.failures
+        if row.locked_until or not row.last_failure_at or row.last_failure_at <= stamp - window:
+            attempts = 0  # a new window
+            (LoginThrottle.delete()
+             .where((LoginThrottle.last_failure_at <= stamp - window)
+                    & (LoginThrottle.locked_until.is_null() | (LoginThrottle.locked_until <= stamp))
+                    & (LoginThrottle.username != name)).execute())
+        attempts += 1
+        (LoginThrottle.update(failures=attempts, last_failure_at=stamp,
+                              locked_until=stamp + window if attempts >= limit else None)
+         .where(LoginThrottle.username == name).execute())
+    return None, attempts
+
+
+def forget_attempts(name):
+    """A right password (or setup code): the name's attempts start afresh."""
+    LoginThrottle.delete().where(LoginThrottle.username == name).execute()
+
+
+def locked_message(until, what="密码错误次数过多，该用户名已锁定"):
+    """The Chinese answer while a name is locked, with the minutes left."""
+    minutes = max(1, int((until - now()).total_seconds() + 59) // 60)
+    return f"{what}，请 {minutes} 分钟后再试"
 
 
 def authenticate(actor, username, password):
-    """Check a user name and password; return the user, or raise AuthError (401, or 429 when locked)."""
+    """Check a user name and password; return the user, or raise AuthError (401, or 429 when
+    locked). The attempt is counted before the password is checked (reserve_attempt); the audit
+    log gets the first failure of a name's window and the lock, not every failure."""
     name = normalize_username(username)[:50]
-    until = _locked_until(name)
+    until, attempt = reserve_attempt(name)
     if until:
-        minutes = max(1, int((until - now()).total_seconds() + 59) // 60)
-        raise AuthError(f"密码错误次数过多，该用户名已锁定，请 {minutes} 分钟后再试",
-                        code="login_locked", status=429)
+        raise AuthError(locked_message(until), code="login_locked", status=429)
     user = User.get_or_none(User.username == name)
-    ok = _check_password(password, user.password_hash if user else _DUMMY_HASH.decode())
+    ok = _check_password(password, user.password_hash if user else _dummy_hash())
     if not (ok and user and user.active):
-        _record_failure(actor, name)
+        if attempt in (1, Settings.max_failures):
+            locked = attempt >= Settings.max_failures
+            with db.atomic():
+                audit.record(Actor(user=None, ip=actor.ip, name=name),
+                             "login.locked" if locked else "login.failed", "user", "",
+                             username=name, failures=attempt,
+                             window_minutes=Settings.lock_minutes)
         raise AuthError(LOGIN_FAILED, code="login_failed")
     with db.atomic():
-        LoginThrottle.delete().where(LoginThrottle.username == name).execute()
+        forget_attempts(name)
         User.update(last_login_at=now()).where(User.id == user.id).execute()
-        audit.record(Actor(user=user, ip=actor.ip), "login.success", "user", user.id)
+        facts = {"failures_before": attempt - 1} if attempt > 1 else {}
+        audit.record(Actor(user=user, ip=actor.ip), "login.success", "user", user.id, **facts)
     return user
+
+
+SETUP_THROTTLE = "#setup"  # not a user name ('#' is not allowed in one)
+SETUP_TRIES, SETUP_LOCK_MINUTES = 5, 15
+
+
+def check_setup_code(typed, expected):
+    """The first-run setup code typed on another PC: None when right, else the refusal to show
+    (403 wrong, 429 locked). A few wrong codes lock the setup page for a while, so the six digits
+    cannot be tried through; each try is counted before the code is compared."""
+    until, _attempt = reserve_attempt(SETUP_THROTTLE, SETUP_TRIES, SETUP_LOCK_MINUTES)
+    if until:
+        return AuthError(locked_message(until, "初始化码输错次数过多，初始化页面已锁定")
+                         + "（在运行本系统的电脑上打开此页不受影响）", code="setup_locked", status=429)
+    if hmac.compare_digest((typed or "").strip().encode(), expected.encode()):
+        forget_attempts(SETUP_THROTTLE)
+        return None
+    return Forbidden("初始化码不正确。请在运行本系统的电脑上打开此页，或输入启动窗口里显示的初始化码。",
+                     code="wrong_setup_code")
 
 
 def _token_hash(raw):

@@ -25,6 +25,34 @@ def text(value, label, field, max_length, required=False):
     return value
 
 
+def ascii_int(value, default=None):
+    """A whole number of ASCII digits (at most 18: within BIGINT); anything else the default.
+    str.isdigit() alone takes "²" and "１", which int() then reads or refuses with a 500."""
+    value = value if isinstance(value, str) else ""
+    return int(value) if value.isascii() and value.isdigit() and len(value) <= 18 else default
+
+
+_ISO_DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
+PERIOD_FIRST, PERIOD_LAST = datetime.date(2000, 1, 1), datetime.date(2099, 12, 31)
+
+
+def iso_date(value, label, field):
+    """A date of a query or report period: YYYY-MM-DD in ASCII digits, between 2000-01-01 and
+    2099-12-31 (9999-12-31 made the day after it overflow: a 500)."""
+    text = str(value).strip()
+    try:
+        day = datetime.date.fromisoformat(text) if _ISO_DATE.match(text) else None
+    except ValueError:
+        day = None
+    if day is None:
+        raise ValidationError(f"{label}格式不正确，请写成 2026-01-31", code=f"invalid_{field}",
+                              field=field)
+    if not PERIOD_FIRST <= day <= PERIOD_LAST:
+        raise ValidationError(f"{label}须在 {PERIOD_FIRST} 至 {PERIOD_LAST} 之间",
+                              code=f"invalid_{field}", field=field)
+    return day
+
+
 _DATE_FORMATS = ("%Y-%m-%d", "%Y/%m/%d", "%Y.%m.%d", "%Y年%m月%d日", "%Y%m%d")
 
 

@@ -10,7 +10,7 @@ from werkzeug.routing import IntegerConverter
 
 from crm.errors import CrmError, Unavailable
 from crm.money import format_fen, format_yuan
-from crm.services import Actor, hold
+from crm.services import Actor, audit, hold, validate
 from crm.services import users as user_service
 
 login_manager = LoginManager()
@@ -89,26 +89,25 @@ def closing_args():
     return stats.parse_day(request.args.get("day")), int_arg("operator_id")
 
 
-def ascii_int(value, default=None):
-    """A whole number of ASCII digits (at most 18: within BIGINT); anything else the default.
-    str.isdigit() alone takes "²" and "１", which int() then reads or refuses with a 500."""
-    value = value or ""
-    return int(value) if value.isascii() and value.isdigit() and len(value) <= 18 else default
-
-
 def int_arg(name, default=None):
     """A whole-number query parameter; anything else is the default (a hand-edited address)."""
-    return ascii_int(request.args.get(name), default)
+    return validate.ascii_int(request.args.get(name), default)
 
 
 def int_form(form, name, default=None):
     """A whole-number form field; anything else is the default."""
-    return ascii_int(form.get(name), default)
+    return validate.ascii_int(form.get(name), default)
 
 
 def client_ip():
     """The peer's address (no proxy sits in front of waitress on a shop LAN)."""
     return request.remote_addr or ""
+
+
+DOWNLOADS = {"application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": "export",
+             "application/pdf": "export", "application/zip": "backup.download"}
+NOT_AUDITED = {"cards.receipt_pdf", "api.receipt_pdf", "customers.import_template",
+               "api.customer_import_template"}
 
 
 def actor():
@@ -169,6 +168,20 @@ def init_app(app):
 
     # Registered after the login check, so that an anonymous POST goes to the login page first.
     csrf.init_app(app)
+
+    @app.after_request
+    def _audit_downloads(response):
+        # Every file that carries the shop's data out (exports, statements, backups) leaves an
+        # audit row, from the page or the API alike; receipts and the blank template do not.
+        kind = DOWNLOADS.get(response.mimetype)
+        if kind and response.status_code == 200 and request.endpoint not in NOT_AUDITED:
+            from crm.db import db
+
+            with db.atomic():
+                audit.record(actor(), kind, request.endpoint or "",
+                             ",".join(str(v) for v in (request.view_args or {}).values()),
+                             path=request.full_path.rstrip("?")[:300])
+        return response
 
     @app.after_request
     def _security_headers(response):

@@ -1,6 +1,6 @@
 """Login, logout and the first-run setup page."""
-import hmac
 import ipaddress
+from urllib.parse import urlsplit
 
 from flask import (
     Blueprint,
@@ -22,8 +22,14 @@ bp = Blueprint("auth", __name__)
 
 
 def _safe_next(target):
-    """Only same-site paths may be redirected to after login."""
-    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
+    """Only same-site paths may be redirected to after login: a path of printable characters
+    (browsers drop tabs and line breaks: "/%09/evil.example" would become "//evil.example"),
+    starting with one slash, naming no scheme or host."""
+    if not target or not target.isprintable() or any(c.isspace() for c in target):
+        return url_for("main.index")
+    parts = urlsplit(target)
+    if (target.startswith("/") and not target.startswith(("//", "/\\")) and "\\" not in target
+            and not parts.scheme and not parts.netloc):
         return target
     return url_for("main.index")
 
@@ -82,11 +88,11 @@ def setup():
     need_code = not _is_loopback()
     status = 200
     if request.method == "POST":
-        code = request.form.get("setup_code", "").strip()
-        if need_code and not hmac.compare_digest(code, current_app.config["SETUP_CODE"]):
-            flash("初始化码不正确。请在运行本系统的电脑上打开此页，或输入启动窗口里显示的初始化码。",
-                  "danger")
-            status = 403
+        refusal = need_code and user_service.check_setup_code(
+            request.form.get("setup_code", ""), current_app.config["SETUP_CODE"])
+        if refusal:
+            flash(refusal.message, "danger")
+            status = refusal.status
         elif request.form.get("password") != request.form.get("password2"):
             flash("两次输入的密码不一致", "danger")
             status = 422

@@ -160,7 +160,7 @@ def close(card_id):
 @requires("reverse")
 def reverse(record_id):
     """冲正 (admin)."""
-    card_id = int(request.form.get("card_id", "0") or 0)
+    card_id = int_form(request.form, "card_id", 0)
     try:
         result = cards.reverse(actor(), record_id, _key(), request.form.get("reason", ""))
     except CrmError as error:

@@ -5,7 +5,7 @@ from flask import Blueprint, Response, current_app, flash, redirect, render_temp
 
 from crm.errors import CrmError, ValidationError
 from crm.services import cards, customer_import, customers, ledger
-from crm.web import actor, requires
+from crm.web import actor, int_form, requires
 
 bp = Blueprint("customers", __name__, url_prefix="/customers")
 
@@ -168,7 +168,7 @@ def import_confirm():
     create_types = bool(request.form.get("create_types"))
     try:
         data = customer_import.unstash(_stash_folder(), token)
-        expected = int(request.form.get("expected", "-1"))
+        expected = int_form(request.form, "expected", -1)
         done = customer_import.run(actor(), data, filename, create_types=create_types,
                                    expected=expected)
     except CrmError as error:

@@ -25,7 +25,8 @@ def statement(customer_id):
     result = statements.statement(customer_id, start, end, page=int_arg("page", 1))
     return render_template("reports/statement.html", st=result, presets=statements.PRESETS,
                            types=ledger.BUSINESS_TYPES, methods=ledger.PAYMENT_METHODS,
-                           labels=statement_export.TOTAL_LABELS)
+                           labels=statement_export.TOTAL_LABELS,
+                           pdf_refusal=statement_export.pdf_refusal(result.count))
 
 
 @bp.route("/customers/<int:customer_id>/statement.xlsx")
