@@ -33,7 +33,7 @@ def receipt_pdf(record_id, shop_name):
               ("流水号", str(facts["record_id"]))]
     doc = pdf.document(width_mm=80, height_mm=60 + 7 * len(lines), margin_mm=4)
     doc.add_page()
-    doc.set_font("text", "B", 12)
+    doc.set_font("text", "", 13)
     doc.cell(0, 7, shop_name, align="C", new_x="LMARGIN", new_y="NEXT")
     doc.set_font("text", "", 10)
     doc.cell(0, 6, "消费凭证", align="C", new_x="LMARGIN", new_y="NEXT")

@@ -105,19 +105,19 @@ def pdf_bytes(shop_name, customer_id, start, end):
     doc = pdf.document(margin_mm=12, footer=_page_number)
     doc.add_page()
     for index, (line,) in enumerate(_title(shop_name, customer, start, end)):
-        doc.set_font("text", "B" if index == 0 else "", 14 if index == 0 else 9)
+        doc.set_font("text", "", 15 if index == 0 else 9)
         doc.cell(0, 8 if index == 0 else 5, line, new_x="LMARGIN", new_y="NEXT")
     doc.ln(2)
     doc.set_font("text", size=8)
     widths = (32, 24, 16, 22, 22, 18, 52)
-    with doc.table(col_widths=widths, text_align=("LEFT", "LEFT", "LEFT", "RIGHT", "RIGHT",
-                                                  "LEFT", "LEFT"),
-                   repeat_headings=1, line_height=5, first_row_as_headings=True) as table:
-        table.row(HEADERS)
+
+    def rows():
         for entry in statements.entries_query(customer_id, start, end).objects().iterator():
             time, card_no, kind, amount, balance, operator, remark = _row(entry)
-            table.row((time.strftime("%Y-%m-%d %H:%M:%S"), card_no, kind,
-                       format_yuan(amount), format_yuan(balance), operator, remark))
+            yield (time.strftime("%Y-%m-%d %H:%M:%S"), card_no, kind, format_yuan(amount),
+                   format_yuan(balance), operator, remark)
+
+    pdf.table(doc, widths, ("L", "L", "L", "R", "R", "L", "L"), HEADERS, rows())
     doc.ln(4)
     doc.set_font("text", size=10)
     for key, label in TOTAL_LABELS:
