@@ -1,7 +1,6 @@
 """客户关系管理及数据分析系统 — the app factory."""
 import logging
 import os
-import secrets
 from logging.handlers import RotatingFileHandler
 from pathlib import Path
 
@@ -40,7 +39,7 @@ def create_app(test_config=None):
     app.json.ensure_ascii = False
     if not app.config.get("SETUP_CODE"):
         # One-time code for first-run setup from another PC; the launcher prints it.
-        app.config["SETUP_CODE"] = f"{secrets.randbelow(10**6):06d}"
+        app.config["SETUP_CODE"] = crm_config.new_setup_code()
 
     if not app.testing and not app.debug:
         _log_to_instance(app, folder)

@@ -88,9 +88,9 @@ def import_customers_command(file, create_types, dry_run, username):
     data = Path(file).read_bytes()
     database = current_app.extensions["crm_db"]
     with database.connection_context():
-        query = User.select().where(User.active).order_by(User.id)
-        user = (query.where(User.username == users.normalize_username(username)) if username
-                else query.where(User.role == "admin")).first()
+        user = (User.select().where(User.active & (User.username
+                                                   == users.normalize_username(username))).first()
+                if username else users.first_admin())
         if user is None:
             raise click.ClickException("找不到导入用户：请先创建管理员，或用 --user 指定用户名")
         actor = Actor(user=user, ip="cli")
@@ -138,15 +138,15 @@ def seed_demo_command(customers, entries, force):
     balanced ledger entries. Refuses a database that already holds customers unless --force."""
     import time
 
-    from crm.models import Customer, User
+    from crm.models import Customer
     from crm.services import demo
+    from crm.services import users as user_service
 
     database = current_app.extensions["crm_db"]
     with database.connection_context():
         if Customer.select().exists() and not force:
             raise click.ClickException("数据库里已经有客户数据：演示数据只用于空库。确要追加请加 --force")
-        admin = (User.select().where(User.active & (User.role == "admin"))
-                 .order_by(User.id).first())
+        admin = user_service.first_admin()
         if admin is None:
             raise click.ClickException("请先创建管理员（crm create-admin），演示流水记在他名下")
         if entries < customers:

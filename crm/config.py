@@ -101,6 +101,11 @@ def ensure_config_file(folder):
     return path
 
 
+def new_setup_code():
+    """A one-time code of six digits for first-run setup from another PC (the console shows it)."""
+    return f"{secrets.randbelow(10**6):06d}"
+
+
 PRIVATE_FILE, PRIVATE_FOLDER = 0o600, 0o700
 
 

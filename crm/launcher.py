@@ -327,7 +327,7 @@ def supervise(args, instance, settings, host=None, port=None):
 
     env = dict(os.environ, CRM_SUPERVISED="1", CRM_SUPERVISOR_PID=str(os.getpid()))
     # One setup code for every process: the one printed is the one every process accepts.
-    env.setdefault("CRM_SETUP_CODE", f"{int.from_bytes(os.urandom(4), 'big') % 10**6:06d}")
+    env.setdefault("CRM_SETUP_CODE", crm_config.new_setup_code())
     count, listener = worker_count(settings), None
     if count > 1:
         host = host or settings["HOST"]

@@ -30,6 +30,7 @@ from crm.services.ledger import (
     Statements,
     discounted,
     lock_card,
+    member_discount,
     once,
     post,
     seal_owners,
@@ -194,7 +195,7 @@ def customer_discount(customer_id):
     ctype = (CustomerType.select(CustomerType.discount)
              .join(Customer, on=(Customer.type == CustomerType.id))
              .where(Customer.id == customer_id).first())
-    return ctype.discount if ctype and ctype.discount and ctype.discount < 100 else None
+    return member_discount(ctype.discount) if ctype else None
 
 
 def _draw(total, paid, bonus):
@@ -221,7 +222,7 @@ def consume(actor, card_id, key, amount, remark="", customer_id=None):
         holder, discount = found
         if customer_id is not None and holder != customer_id:
             raise Conflict("该卡不属于此客户，请重新选择", code="card_not_of_customer")
-        discount = discount if discount and discount < 100 else None
+        discount = member_discount(discount)
         charged = discounted(amount, discount)
         stamp = now()
 

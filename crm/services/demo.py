@@ -182,6 +182,8 @@ def seed_bulk(database, operator, customers=1000, entries=10000, heavy=(), seed=
     from crm.db import is_mysql
     from crm.models import Card, CardRecord, Counter, Customer, CustomerGram, CustomerType
     from crm.services import ledger
+    from crm.services.cards import generated_card_no
+    from crm.services.customers import format_number
 
     rng = random.Random(seed)
     p = database.param
@@ -227,7 +229,7 @@ def seed_bulk(database, operator, customers=1000, entries=10000, heavy=(), seed=
         batch = {name: [] for name in TABLE_ORDER}
         for index in range(customers):
             customer_id, card_id = first_customer + index, first_card + index
-            number = f"{customer_no + index:06d}"
+            number = format_number(customer_no + index)
             person = next(people)
             times = _entry_times(rng, counts[index], days, latest)
             records, sales, card = _card_history(rng, card_id, customer_id, operator.id,
@@ -241,7 +243,7 @@ def seed_bulk(database, operator, customers=1000, entries=10000, heavy=(), seed=
                 Customer.make_search_text(person["name"], person["phone"], number)))
             batch["gram"].extend((gram, customer_id) for gram in
                                  CustomerGram.grams(person["name"], person["phone"], number))
-            number_of_card = f"8{card_no + index:07d}"
+            number_of_card = generated_card_no(card_no + index)
             batch["card"].append((card_id, number_of_card, customer_id, "active",
                                   card["money"], card["paid_money"], card["bonus_money"],
                                   card["entry_count"], card["chain_head"], "", created, stamp,

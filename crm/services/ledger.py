@@ -148,9 +148,14 @@ def seal(entry, prev_hash, key=None):
     return hmac.new(key or current_key(), _message(entry, prev_hash), hashlib.sha256).hexdigest()
 
 
+def member_discount(discount):
+    """A type's discount as it applies: a percent below 100, or None (no discount)."""
+    return discount if discount and discount < 100 else None
+
+
 def discounted(amount, discount):
     """What a customer of a type with `discount` percent pays for `amount` (rounded half up)."""
-    if not discount or discount >= 100:
+    if member_discount(discount) is None:
         return amount
     return max(1, (amount * discount + 50) // 100)
 

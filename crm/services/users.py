@@ -379,9 +379,22 @@ def update_user(actor, user_id, role=None, active=None, display_name=None, permi
             audit.record(actor, "user.update", "user", user.id, username=user.username,
                          changes=diff)
         if changes.get("active") is False:
-            AuthToken.update(revoked_at=now()).where(
-                (AuthToken.user == user.id) & AuthToken.revoked_at.is_null()).execute()
+            _end_logins(user.id)
     return user
+
+
+def _end_logins(user_id, keep_token=None):
+    """Revoke every login (browser session, API token) of a user in force, but `keep_token`."""
+    live = (AuthToken.user == user_id) & AuthToken.revoked_at.is_null()
+    if keep_token:
+        live &= AuthToken.token_hash != _token_hash(keep_token)
+    AuthToken.update(revoked_at=now()).where(live).execute()
+
+
+def first_admin():
+    """The first active admin (the user the command line acts as), or None."""
+    return (User.select().where(User.active & (User.role == "admin")).order_by(User.id)
+            .first())
 
 
 def reset_password(actor, user_id, password):
@@ -391,8 +404,7 @@ def reset_password(actor, user_id, password):
         user = get_user(user_id)
         User.update(password_hash=password_hash, updated_at=now()).where(
             User.id == user.id).execute()
-        AuthToken.update(revoked_at=now()).where(
-            (AuthToken.user == user.id) & AuthToken.revoked_at.is_null()).execute()
+        _end_logins(user.id)
         audit.record(actor, "user.reset_password", "user", user.id, username=user.username)
     return user
 
@@ -406,10 +418,7 @@ def change_own_password(actor, old_password, new_password, keep_token=None):
     with db.atomic():
         User.update(password_hash=password_hash, updated_at=now()).where(
             User.id == user.id).execute()
-        others = (AuthToken.user == user.id) & AuthToken.revoked_at.is_null()
-        if keep_token:
-            others &= AuthToken.token_hash != _token_hash(keep_token)
-        AuthToken.update(revoked_at=now()).where(others).execute()
+        _end_logins(user.id, keep_token)
         audit.record(actor, "user.change_password", "user", user.id)
     return user
 

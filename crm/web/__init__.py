@@ -257,5 +257,5 @@ def error_response(message, status, code):
 
 
 def flash_error(error):
-    """Show a CrmError's message on the next page."""
+    """Show a CrmError's message on the next page (or on this one, when it is rendered)."""
     flash(error.message, "danger")

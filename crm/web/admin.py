@@ -4,7 +4,7 @@ from flask import Blueprint, flash, redirect, render_template, request, url_for
 from crm.errors import CrmError
 from crm.models import User
 from crm.services import users as user_service
-from crm.web import actor, admin_required, int_arg, period_arg
+from crm.web import actor, admin_required, flash_error, int_arg, period_arg
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -26,7 +26,7 @@ def create_user():
                                         role=form.get("role", "operator"),
                                         display_name=form.get("display_name", ""))
     except CrmError as error:
-        flash(error.message, "danger")
+        flash_error(error)
         return render_template("admin/users.html", users=user_service.list_users(),
                                roles=User.ROLES, form=form), error.status
     flash(f"已创建用户 {user.username}", "success")
@@ -46,7 +46,7 @@ def edit_user(user_id):
                 display_name=form.get("display_name", ""),
                 permissions={p: form.get(f"perm_{p}") == "1" for p in user_service.PERMISSIONS})
         except CrmError as error:
-            flash(error.message, "danger")
+            flash_error(error)
             return _edit_page(user, error.status)
         flash("已保存", "success")
         return redirect(url_for("admin.edit_user", user_id=user_id))
@@ -67,7 +67,7 @@ def reset_password(user_id):
     try:
         user_service.reset_password(actor(), user_id, request.form.get("password", ""))
     except CrmError as error:
-        flash(error.message, "danger")
+        flash_error(error)
         return _edit_page(user, error.status)
     flash(f"已重设 {user.username} 的密码", "success")
     return redirect(url_for("admin.edit_user", user_id=user_id))

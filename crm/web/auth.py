@@ -16,7 +16,7 @@ from flask_login import current_user, login_user, logout_user
 
 from crm.errors import CrmError, ValidationError
 from crm.services import users as user_service
-from crm.web import actor, client_ip
+from crm.web import actor, client_ip, flash_error
 
 bp = Blueprint("auth", __name__)
 
@@ -54,7 +54,7 @@ def login():
             user = user_service.authenticate(actor(), request.form.get("username", ""),
                                              request.form.get("password", ""))
         except CrmError as error:
-            flash(error.message, "danger")
+            flash_error(error)
             status = error.status
         else:
             _start_session(user)
@@ -102,7 +102,7 @@ def setup():
                     actor(), request.form.get("username", ""), request.form.get("password", ""),
                     display_name=request.form.get("display_name", ""))
             except CrmError as error:
-                flash(error.message, "danger")
+                flash_error(error)
                 status = error.status
             else:
                 _start_session(user)
@@ -124,7 +124,7 @@ def password():
                                              form.get("password", ""),
                                              keep_token=current_user.get_id())
         except CrmError as error:
-            flash(error.message, "danger")
+            flash_error(error)
             status = error.status
         else:
             flash("密码已修改", "success")

@@ -3,7 +3,7 @@ from flask import Blueprint, current_app, flash, redirect, render_template, requ
 
 from crm.errors import CrmError, ValidationError
 from crm.services import backups, ledger
-from crm.web import actor, admin_required
+from crm.web import actor, admin_required, flash_error
 
 bp = Blueprint("backups", __name__, url_prefix="/admin/backups")
 
@@ -63,7 +63,7 @@ def create():
         info = backups.create(folder(), "manual", current_app.config["SHOP_NAME"], actor(),
                               current_app.config.get("BACKUP_COPY_DIR", ""))
     except CrmError as error:
-        flash(error.message, "danger")
+        flash_error(error)
         return _page(error.status)
     state = "已核对无误" if info["verified"] else "但核对未通过：" + "；".join(info["problems"][:2])
     flash(f"已备份 {info['name']}，{state}" + (f"；{info['copy']}" if info.get("copy") else ""),
@@ -85,7 +85,7 @@ def upload():
     try:
         name, checked = received_upload()
     except CrmError as error:
-        flash(error.message, "danger")
+        flash_error(error)
         return _page(error.status)
     flash(f"已上传 {name}：核对无误，可以恢复", "success")
     return redirect(url_for("backups.index"))
@@ -100,7 +100,7 @@ def restore(name):
                                            request.form.get("recovery_key", ""),
                                            request.form.get("accept_unsigned") == "1")
     except CrmError as error:
-        flash(error.message, "danger")
+        flash_error(error)
         return _page(error.status)
     flash(f"已恢复 {result['name']}（恢复前的数据已另存为 {result['safety_backup']}）。"
           f"账本校验：{'全部正确' if result['ledger_ok'] else '有问题，请查看账本校验'}。"

@@ -6,7 +6,7 @@ from flask_login import current_user
 from crm.errors import CrmError
 from crm.money import format_yuan, parse_amount, parse_optional, typed
 from crm.services import cards, ledger, receipts, recharge_rules
-from crm.web import actor, admin_required, int_arg, int_form, requires
+from crm.web import actor, admin_required, flash_error, int_arg, int_form, requires
 
 bp = Blueprint("cards", __name__)
 
@@ -58,7 +58,7 @@ def open_card(customer_id):
                                  payment_method=form.get("payment_method", "cash"),
                                  remark=form.get("remark", ""))
     except CrmError as error:
-        flash(error.message, "danger")
+        flash_error(error)
         return redirect(url_for("customers.detail", customer_id=customer_id)), 303
     flash(f"已开卡 {result['card_no']}，卡内余额 {format_yuan(result['balance'])}", "success")
     return redirect(url_for("cards.detail", card_id=result["card_id"]))
@@ -164,7 +164,7 @@ def reverse(record_id):
     try:
         result = cards.reverse(actor(), record_id, _key(), request.form.get("reason", ""))
     except CrmError as error:
-        flash(error.message, "danger")
+        flash_error(error)
         return redirect(url_for("cards.detail", card_id=card_id) if card_id else "/"), 303
     flash(f"已冲正，卡内余额 {format_yuan(result['balance'])}", "success")
     return redirect(url_for("cards.detail", card_id=result["card_id"]))

@@ -3,7 +3,7 @@ from flask import Blueprint, flash, redirect, render_template, request, url_for
 
 from crm.errors import CrmError
 from crm.services import customer_types
-from crm.web import actor, admin_required
+from crm.web import actor, admin_required, flash_error
 
 bp = Blueprint("customer_types", __name__, url_prefix="/customer-types")
 
@@ -56,7 +56,7 @@ def delete(type_id):
     try:
         customer_types.delete_type(actor(), type_id)
     except CrmError as error:
-        flash(error.message, "danger")
+        flash_error(error)
         return _list_page(error.status, form={})
     flash("已删除", "success")
     return redirect(url_for("customer_types.index"))

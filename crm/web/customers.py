@@ -5,7 +5,7 @@ from flask import Blueprint, Response, current_app, flash, redirect, render_temp
 
 from crm.errors import CrmError, ValidationError
 from crm.services import cards, customer_import, customers, ledger
-from crm.web import actor, int_form, requires
+from crm.web import actor, flash_error, int_form, requires
 
 bp = Blueprint("customers", __name__, url_prefix="/customers")
 
@@ -135,7 +135,7 @@ def import_preview():
         data = upload.read()
         preview = customer_import.preview(data, create_types=bool(request.form.get("create_types")))
     except CrmError as error:
-        flash(error.message, "danger")
+        flash_error(error)
         return render_template("customers/import.html"), error.status
     token = customer_import.stash(_stash_folder(), data)
     return render_template("customers/preview.html", preview=preview, token=token,
@@ -152,7 +152,7 @@ def import_recheck():
         preview = customer_import.preview(customer_import.unstash(_stash_folder(), token),
                                           create_types=True)
     except CrmError as error:
-        flash(error.message, "danger")
+        flash_error(error)
         return render_template("customers/import.html"), error.status
     return render_template("customers/preview.html", preview=preview, token=token,
                            part_rows=customer_import.PART_ROWS,
@@ -172,7 +172,7 @@ def import_confirm():
         done = customer_import.run(actor(), data, filename, create_types=create_types,
                                    expected=expected)
     except CrmError as error:
-        flash(error.message, "danger")
+        flash_error(error)
         return render_template("customers/import.html"), error.status
     customer_import.discard(_stash_folder(), token)
     flash(f"导入完成：新增 {done.imported} 位客户", "success")
