@@ -16,7 +16,7 @@ def create_app(test_config=None):
     from flask import Flask
 
     from crm import db as crm_db
-    from crm.web import IdConverter
+    from crm.http import IdConverter
 
     folder = Path((test_config or {}).get("INSTANCE_PATH") or crm_config.instance_path())
     app = Flask(

@@ -125,9 +125,11 @@ class LoginThrottle(BaseModel):
     """Failed logins per user name (existing or not), for the lock after too many wrong passwords."""
 
     username = CharField(max_length=50, primary_key=True)
-    failures = IntegerField(default=0)
-    last_failure_at = DateTimeField(null=True)
+    failures = IntegerField(default=0)  # wrong passwords in the window
+    last_failure_at = DateTimeField(null=True)  # the window's last attempt
     locked_until = DateTimeField(null=True)
+    # Attempts whose password is being checked now (see users.reserve_attempt).
+    pending = IntegerField(default=0, constraints=[SQL("DEFAULT 0")])
 
     class Meta:
         table_name = "t_login_throttle"

@@ -135,7 +135,8 @@ def _counting_checks(monkeypatch):
 def test_forty_parallel_passwords_check_at_most_five(app, live_server, make_user, monkeypatch):
     """40 passwords sent at once: 39 wrong were checked on SQLite (24 on MariaDB) before the
     lock answered, and the right one logged in. Now each attempt is counted before its hash is
-    checked: at most 5 are checked; the right one logs in only if it was among them."""
+    checked: at most 5 are checked before the lock; the right one logs in only if it was among
+    them. Attempts beyond the places in flight wait for one rather than lock the name."""
     import http.client
     import json
     import threading
@@ -166,12 +167,15 @@ def test_forty_parallel_passwords_check_at_most_five(app, live_server, make_user
         thread.join(timeout=120)
     statuses = sorted(s for _, s in answers)
     assert len(answers) == 40 and set(statuses) <= {200, 401, 429}, statuses
-    assert len(checked) <= 5, f"{len(checked)} passwords were checked"
-    assert statuses.count(429) >= 35
-    right = [s for p, s in answers if p == PASSWORD]
-    assert right[0] != 200 or (PASSWORD, "10") in checked
-    wrong_checked = [p for p, _ in checked if p != PASSWORD]
-    assert len(wrong_checked) <= 5
+    order = [p for p, _ in checked]
+    [right] = [s for p, s in answers if p == PASSWORD]
+    if right == 200:
+        # Among the five allowed: it logged in, which starts the name afresh (as any right
+        # password does); the attempts still waiting then get at most five more checks.
+        assert PASSWORD in order[:5] and len(order) <= 10, order
+    else:
+        assert PASSWORD not in order[:5] and len(order) <= 5, order
+        assert statuses.count(429) >= 35
 
 
 def test_an_unknown_name_costs_the_same_bcrypt_work(app, client, make_user, monkeypatch):
@@ -333,3 +337,33 @@ def test_import_confirm_and_reversal_forms_take_letters_for_numbers(app, client,
     resp = client.post("/cards/records/999/reverse", data={
         "csrf_token": csrf_token(client, "/customers"), "card_id": "abc", "reason": "x"})
     assert resp.status_code in (303, 404)
+
+
+def test_right_passwords_arriving_together_do_not_lock_the_name(app, live_server, make_user,
+                                                               monkeypatch):
+    """Twenty devices logging in as one user at the same moment (after a restart, say) all get
+    in: checks in flight hold a place but only wrong passwords count toward the lock."""
+    import http.client
+    import json
+    import threading
+
+    monkeypatch.setattr(user_service.Settings, "bcrypt_rounds", 8)
+    make_user("counter")
+    host, port = live_server.rsplit("//", 1)[1].split(":")
+    statuses, start = [], threading.Barrier(20)
+
+    def attempt():
+        conn = http.client.HTTPConnection(host, int(port), timeout=120)
+        start.wait()
+        conn.request("POST", "/api/v1/login", json.dumps({"username": "counter",
+                                                          "password": PASSWORD}),
+                     {"Content-Type": "application/json"})
+        statuses.append(conn.getresponse().status)
+        conn.close()
+
+    threads = [threading.Thread(target=attempt) for _ in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert statuses == [200] * 20, statuses

@@ -127,3 +127,4 @@ def test_unexpected_error_is_a_chinese_500_without_trace(app, make_user):
     body = resp.get_data(as_text=True)
     assert resp.status_code == 500
     assert "系统出错了" in body and "secret internals" not in body and "Traceback" not in body
+

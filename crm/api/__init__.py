@@ -4,7 +4,7 @@ from flask_login import current_user
 
 from crm.api import contract
 from crm.errors import AuthError, ValidationError
-from crm.web import authorize_view, csrf, login_manager
+from crm.http import authorize_view, csrf, login_manager
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 

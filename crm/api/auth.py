@@ -4,8 +4,8 @@ from flask_login import current_user
 
 from crm.api import bp, json_body, text_field
 from crm.errors import ValidationError
+from crm.http import actor, admin_required, client_ip, int_arg, period_arg
 from crm.services import users as user_service
-from crm.web import actor, admin_required, client_ip, int_arg, period_arg
 
 
 def user_json(user):

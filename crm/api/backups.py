@@ -2,10 +2,16 @@
 from flask import current_app, jsonify
 
 from crm.api import bp, json_body, text_field
+from crm.http import (
+    actor,
+    admin_required,
+    backup_file,
+    received_upload,
+    restore_with_confirmation,
+)
+from crm.http import backup_folder as folder
 from crm.money import format_fen
 from crm.services import backups
-from crm.web import actor, admin_required
-from crm.web.backups import backup_file, folder, received_upload, restore_with_confirmation
 
 
 @bp.route("/v1/backups")

@@ -3,9 +3,9 @@ Idempotency-Key header."""
 from flask import Response, current_app, jsonify, request
 
 from crm.api import bp, json_body, text_field
+from crm.http import actor, admin_required, requires
 from crm.money import format_fen, parse_amount, parse_optional
 from crm.services import cards, customers, ledger, receipts, recharge_rules
-from crm.web import actor, admin_required, requires
 
 
 def card_json(card):

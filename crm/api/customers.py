@@ -3,10 +3,9 @@ from flask import jsonify, request
 
 from crm.api import bp, json_body
 from crm.errors import ValidationError
+from crm.http import actor, admin_required, requires, xlsx_response
 from crm.money import format_fen
 from crm.services import customer_import, customer_types, customers
-from crm.web import actor, admin_required, requires
-from crm.web.customers import xlsx_response
 
 
 def type_json(ctype):

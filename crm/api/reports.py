@@ -2,10 +2,9 @@
 from flask import Response, current_app, jsonify
 
 from crm.api import bp
+from crm.http import closing_args, int_arg, period_arg, requires, xlsx_response
 from crm.money import format_fen
 from crm.services import statement_export, statements, stats
-from crm.web import closing_args, int_arg, period_arg, requires
-from crm.web.customers import xlsx_response
 
 
 @bp.route("/v1/customers/<int:customer_id>/statement")

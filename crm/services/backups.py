@@ -40,7 +40,7 @@ from crm.models import (
     RechargeRule,
     User,
 )
-from crm.services import audit, hold, ledger, stats
+from crm.services import Actor, audit, hold, ledger, stats
 
 FORMAT = 2  # 2: each JSON line is an array of values in the manifest's column order
 # Restored in this order (parents first); emptied in the reverse order.
@@ -688,13 +688,9 @@ def restore(folder, name, actor=None, shop_name="", key=None, accept_unsigned=Fa
     if actor is not None:
         # The restored users may no longer include the one who restored: keep the name anyway.
         user = actor.user if actor.user and User.get_or_none(User.id == actor.user.id) else None
-        AuditLog.create(user=user, username=actor.username, ip=actor.ip or "",
-                        action="backup.restore", object_type="backup", object_id=name,
-                        detail=json.dumps({"safety_backup": safety["name"],
-                                           "ledger_ok": report.ok,
-                                           "counts": {t: v["rows"] for t, v in
-                                                      checked.manifest["tables"].items()}},
-                                          ensure_ascii=False))
+        audit.record(Actor(user=user, ip=actor.ip, name=actor.username), "backup.restore",
+                     "backup", name, safety_backup=safety["name"], ledger_ok=report.ok,
+                     counts={t: v["rows"] for t, v in checked.manifest["tables"].items()})
     return {"name": name, "safety_backup": safety["name"],
             "safety_path": str(Path(folder) / safety["name"]),
             "ledger_ok": report.ok,

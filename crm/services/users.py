@@ -7,7 +7,7 @@ import re
 import secrets
 
 import bcrypt
-from peewee import IntegrityError
+from peewee import IntegrityError, OperationalError
 
 from crm.clock import now
 from crm.db import db
@@ -117,45 +117,113 @@ def _dummy_hash():
 _DUMMY_HASHES = {}
 
 
-def _throttle_row(name):
-    """The throttle row of `name`, made if missing and write-locked for the caller's transaction
-    (a no-op UPDATE takes the row lock on MySQL; SQLite's write transaction is exclusive)."""
+def _ensure_throttle_row(name):
+    """Make the name's throttle row if missing, in a transaction of its own: on MySQL a
+    duplicate-key INSERT inside the locking transaction holds a shared lock that deadlocks two
+    attempts arriving together (1213)."""
     if not LoginThrottle.select().where(LoginThrottle.username == name).exists():
         try:
             with db.atomic():
                 LoginThrottle.create(username=name, failures=0)
         except IntegrityError:  # a parallel attempt made it first
             pass
+
+
+def _locked_throttle_row(name):
+    """The name's throttle row, write-locked for the caller's transaction (a no-op UPDATE takes
+    the row lock on MySQL; SQLite's write transaction is exclusive); None if a right password
+    removed it meanwhile."""
     (LoginThrottle.update(failures=LoginThrottle.failures)
      .where(LoginThrottle.username == name).execute())
-    return LoginThrottle.get(LoginThrottle.username == name)
+    return LoginThrottle.get_or_none(LoginThrottle.username == name)
+
+
+def _with_throttle_row(name, change):
+    """Run change(row) in one transaction on the name's locked throttle row. MySQL may pick one
+    of several logins of one name arriving together as a deadlock victim (1213: a row deleted
+    by a right password and made again by the next attempts): that one runs again."""
+    import time
+
+    for attempt in range(50):
+        try:
+            _ensure_throttle_row(name)
+            with db.atomic():
+                row = _locked_throttle_row(name)
+                if row is not None:
+                    return change(row)
+        except OperationalError as error:
+            if not (error.args and error.args[0] == 1213) or attempt == 49:
+                raise
+            time.sleep(0.005 * (attempt + 1))
+    raise AuthError("登录请求太多，请稍后再试", code="login_busy", status=429)
+
+
+STALE_CHECK_SECONDS = 30  # a check in flight longer than this died with its process
 
 
 def reserve_attempt(name, limit=None, minutes=None):
-    """Count one attempt for `name` before its secret is checked, atomically, so that within a
-    lock window at most `limit` secrets are ever checked for a name however many arrive at once.
-    Returns (None, n) when this attempt (the n-th of its window) may be checked, or (until, 0)
-    while the name is locked. The limit-th attempt locks the name as it is counted; a success
-    clears it (forget_attempts). Rows of windows that ended are removed as new ones come."""
+    """Hold a place for one attempt of `name` before its secret is checked, atomically: wrong
+    secrets of a window plus checks in flight never pass `limit`, so at most `limit` wrong
+    secrets are ever checked for a name in its window, however many arrive at once. Returns
+    ("ok", n) with the attempt's number in its window, ("locked", until) or ("busy", None)
+    when every place is taken by checks in flight (the caller waits a moment). Rows of windows
+    that ended are removed as new windows begin."""
     limit = limit or Settings.max_failures
     window = datetime.timedelta(minutes=minutes or Settings.lock_minutes)
     stamp = now()
-    with db.atomic():
-        row = _throttle_row(name)
+
+    def hold_place(row):
         if row.locked_until and row.locked_until > stamp:
-            return row.locked_until, 0
-        attempts = row.failures
+            return "locked", row.locked_until
+        failures, pending = row.failures, row.pending
         if row.locked_until or not row.last_failure_at or row.last_failure_at <= stamp - window:
-            attempts = 0  # a new window
+            failures, pending = 0, 0  # a new window
             (LoginThrottle.delete()
              .where((LoginThrottle.last_failure_at <= stamp - window)
                     & (LoginThrottle.locked_until.is_null() | (LoginThrottle.locked_until <= stamp))
                     & (LoginThrottle.username != name)).execute())
-        attempts += 1
-        (LoginThrottle.update(failures=attempts, last_failure_at=stamp,
-                              locked_until=stamp + window if attempts >= limit else None)
+        elif row.last_failure_at <= stamp - datetime.timedelta(seconds=STALE_CHECK_SECONDS):
+            pending = 0
+        if failures + pending >= limit:
+            return "busy", None
+        (LoginThrottle.update(failures=failures, pending=pending + 1, last_failure_at=stamp,
+                              locked_until=None)
          .where(LoginThrottle.username == name).execute())
-    return None, attempts
+        return "ok", failures + pending + 1
+
+    return _with_throttle_row(name, hold_place)
+
+
+def record_failure(name, limit=None, minutes=None):
+    """The attempt's secret was wrong: count it, give back its place, lock the name at the
+    limit. Returns the failures of the window and whether this one locked the name."""
+    limit = limit or Settings.max_failures
+    stamp = now()
+
+    def count(row):
+        failures = row.failures + 1
+        locked = failures >= limit
+        (LoginThrottle.update(
+            failures=failures, pending=max(0, row.pending - 1), last_failure_at=stamp,
+            locked_until=stamp + datetime.timedelta(minutes=minutes or Settings.lock_minutes)
+            if locked else row.locked_until)
+         .where(LoginThrottle.username == name).execute())
+        return failures, locked
+
+    return _with_throttle_row(name, count)
+
+
+def _wait_for_place(name, limit=None, minutes=None, seconds=5.0):
+    """reserve_attempt, waiting while every place is taken by checks in flight (right passwords
+    of one name arriving together); ("busy", None) if none frees within `seconds`."""
+    import time
+
+    deadline = time.monotonic() + seconds
+    while True:
+        state, value = reserve_attempt(name, limit, minutes)
+        if state != "busy" or time.monotonic() > deadline:
+            return state, value
+        time.sleep(0.05)
 
 
 def forget_attempts(name):
@@ -171,27 +239,29 @@ def locked_message(until, what="密码错误次数过多，该用户名已锁定
 
 def authenticate(actor, username, password):
     """Check a user name and password; return the user, or raise AuthError (401, or 429 when
-    locked). The attempt is counted before the password is checked (reserve_attempt); the audit
-    log gets the first failure of a name's window and the lock, not every failure."""
+    locked). The attempt holds its place before the password is checked (reserve_attempt); the
+    audit log gets the first failure of a name's window and the lock, not every failure."""
     name = normalize_username(username)[:50]
-    until, attempt = reserve_attempt(name)
-    if until:
-        raise AuthError(locked_message(until), code="login_locked", status=429)
+    state, value = _wait_for_place(name)
+    if state == "locked":
+        raise AuthError(locked_message(value), code="login_locked", status=429)
+    if state == "busy":
+        raise AuthError("同一用户名的登录请求太多，请稍后再试", code="login_busy", status=429)
     user = User.get_or_none(User.username == name)
     ok = _check_password(password, user.password_hash if user else _dummy_hash())
     if not (ok and user and user.active):
-        if attempt in (1, Settings.max_failures):
-            locked = attempt >= Settings.max_failures
+        failures, locked = record_failure(name)
+        if failures == 1 or locked:
             with db.atomic():
                 audit.record(Actor(user=None, ip=actor.ip, name=name),
                              "login.locked" if locked else "login.failed", "user", "",
-                             username=name, failures=attempt,
+                             username=name, failures=failures,
                              window_minutes=Settings.lock_minutes)
         raise AuthError(LOGIN_FAILED, code="login_failed")
     with db.atomic():
         forget_attempts(name)
         User.update(last_login_at=now()).where(User.id == user.id).execute()
-        facts = {"failures_before": attempt - 1} if attempt > 1 else {}
+        facts = {"failures_before": value - 1} if value > 1 else {}
         audit.record(Actor(user=user, ip=actor.ip), "login.success", "user", user.id, **facts)
     return user
 
@@ -204,13 +274,15 @@ def check_setup_code(typed, expected):
     """The first-run setup code typed on another PC: None when right, else the refusal to show
     (403 wrong, 429 locked). A few wrong codes lock the setup page for a while, so the six digits
     cannot be tried through; each try is counted before the code is compared."""
-    until, _attempt = reserve_attempt(SETUP_THROTTLE, SETUP_TRIES, SETUP_LOCK_MINUTES)
-    if until:
-        return AuthError(locked_message(until, "初始化码输错次数过多，初始化页面已锁定")
-                         + "（在运行本系统的电脑上打开此页不受影响）", code="setup_locked", status=429)
+    state, value = _wait_for_place(SETUP_THROTTLE, SETUP_TRIES, SETUP_LOCK_MINUTES)
+    if state != "ok":
+        return AuthError(locked_message(value, "初始化码输错次数过多，初始化页面已锁定")
+                         + "（在运行本系统的电脑上打开此页不受影响）" if state == "locked"
+                         else "初始化请求太多，请稍后再试", code="setup_locked", status=429)
     if hmac.compare_digest((typed or "").strip().encode(), expected.encode()):
         forget_attempts(SETUP_THROTTLE)
         return None
+    record_failure(SETUP_THROTTLE, SETUP_TRIES, SETUP_LOCK_MINUTES)
     return Forbidden("初始化码不正确。请在运行本系统的电脑上打开此页，或输入启动窗口里显示的初始化码。",
                      code="wrong_setup_code")
 

@@ -1,20 +1,30 @@
 """The browser UI: login handling, the role check, error pages and security headers."""
-import functools
 import uuid
 
 from flask import flash, g, jsonify, make_response, redirect, render_template, request, url_for
-from flask_login import LoginManager, current_user
-from flask_wtf.csrf import CSRFError, CSRFProtect
+from flask_login import current_user
+from flask_wtf.csrf import CSRFError
 from peewee import InterfaceError, OperationalError
-from werkzeug.routing import IntegerConverter
 
 from crm.errors import CrmError, Unavailable
+from crm.http import (  # noqa: F401 — the pages' modules take these from here
+    IdConverter,
+    actor,
+    admin_required,
+    authorize_view,
+    client_ip,
+    closing_args,
+    csrf,
+    int_arg,
+    int_form,
+    is_api_request,
+    login_manager,
+    period_arg,
+    requires,
+)
 from crm.money import format_fen, format_yuan
-from crm.services import Actor, audit, hold, validate
+from crm.services import audit, hold
 from crm.services import users as user_service
-
-login_manager = LoginManager()
-csrf = CSRFProtect()
 
 # Endpoints reachable without a login. Everything else needs one (default deny).
 PUBLIC_ENDPOINTS = {"static", "auth.login", "auth.setup", "healthz"}
@@ -24,101 +34,10 @@ CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' 
        "font-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; "
        "frame-ancestors 'none'")
 
-
-class IdConverter(IntegerConverter):
-    """`<int:...>` in every route: at most 10 digits, so a huge number is no page (404) rather
-    than an overflow in the database driver (500). A length limit in the pattern, not a `max`
-    check after matching, because werkzeug answers a failed converter check with a false 405
-    when two rules share the path."""
-
-    regex = r"[0-9]{1,10}"  # not \d: Python's takes "１" and "٣" (and int() reads them)
-
-
-def _authorize(role=None, permissions=()):
-    if role:
-        user_service.require_role(current_user, role)
-    for permission in permissions:
-        user_service.require_permission(current_user, permission)
-
-
-def authorize_view(view):
-    """Check the current user against a view's marks, before the view runs (the API checks
-    access this way before it checks the request against its document)."""
-    _authorize(getattr(view, "required_role", None), getattr(view, "required_permissions", ()))
-
-
-def admin_required(view):
-    """Only admins may use this view; others get 403. The mark lets tests find every admin view."""
-
-    @functools.wraps(view)
-    def wrapped(*args, **kwargs):
-        _authorize(role="admin")
-        return view(*args, **kwargs)
-
-    wrapped.required_role = "admin"
-    return wrapped
-
-
-def requires(*permissions):
-    """The view needs these permissions (admins have all); the mark lets tests walk them."""
-
-    def decorate(view):
-        @functools.wraps(view)
-        def wrapped(*args, **kwargs):
-            _authorize(permissions=permissions)
-            return view(*args, **kwargs)
-
-        wrapped.required_permissions = permissions
-        return wrapped
-
-    return decorate
-
-
-def period_arg():
-    """The period in the query string (start, end, preset), checked; web and API alike."""
-    from crm.services import statements
-
-    args = request.args
-    return statements.parse_period(args.get("start"), args.get("end"), args.get("preset"))
-
-
-def closing_args():
-    """The daily closing's day and operator in the query string; web and API alike."""
-    from crm.services import stats
-
-    return stats.parse_day(request.args.get("day")), int_arg("operator_id")
-
-
-def int_arg(name, default=None):
-    """A whole-number query parameter; anything else is the default (a hand-edited address)."""
-    return validate.ascii_int(request.args.get(name), default)
-
-
-def int_form(form, name, default=None):
-    """A whole-number form field; anything else is the default."""
-    return validate.ascii_int(form.get(name), default)
-
-
-def client_ip():
-    """The peer's address (no proxy sits in front of waitress on a shop LAN)."""
-    return request.remote_addr or ""
-
-
 DOWNLOADS = {"application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": "export",
              "application/pdf": "export", "application/zip": "backup.download"}
 NOT_AUDITED = {"cards.receipt_pdf", "api.receipt_pdf", "customers.import_template",
                "api.customer_import_template"}
-
-
-def actor():
-    """The current user and their address, for services that audit."""
-    user = current_user if current_user.is_authenticated else None
-    return Actor(user=user, ip=client_ip())
-
-
-def is_api_request():
-    """True for /api/ paths, whose errors are JSON."""
-    return request.path.startswith("/api/")
 
 
 @login_manager.user_loader

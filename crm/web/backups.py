@@ -1,49 +1,17 @@
 """备份与恢复 (admin): back up now, list, download, upload, restore with a typed confirmation."""
-from flask import Blueprint, current_app, flash, redirect, render_template, request, send_file, url_for
+from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 
-from crm.errors import CrmError, ValidationError
+from crm.errors import CrmError
+from crm.http import backup_file, backup_folder, received_upload, restore_with_confirmation
 from crm.services import backups, ledger
 from crm.web import actor, admin_required, flash_error
 
 bp = Blueprint("backups", __name__, url_prefix="/admin/backups")
 
 
-def folder():
-    """The backup folder of this instance."""
-    return current_app.config["BACKUP_DIR"]
-
-
-def backup_file(name):
-    """The backup file itself as a download (a backup's name only, never a path); page and API."""
-    return send_file(backups.path_of(folder(), name), as_attachment=True, download_name=name,
-                     mimetype="application/zip")
-
-
-def received_upload():
-    """The backup file in the request's `file` field (with another PC's `recovery_key`, when it
-    is one), kept and checked: (name, Checked); refused and not kept when it does not check out."""
-    upload = request.files.get("file")
-    return backups.receive_upload(folder(), upload.filename if upload else "",
-                                  upload.read() if upload else b"",
-                                  request.form.get("recovery_key"))
-
-
-def restore_with_confirmation(name, confirmation, recovery_key="", accept_unsigned=False):
-    """Restore after the shop's name was typed; keep another PC's ledger key if one was given;
-    an old unsigned backup only when acknowledged. Shared by the page and the API."""
-    shop = current_app.config["SHOP_NAME"]
-    if (confirmation or "").strip() != shop:
-        raise ValidationError(f"请输入店名“{shop}”以确认恢复", code="confirmation_required",
-                              field="confirm")
-    result = backups.restore(folder(), name, actor=actor(), shop_name=shop, key=recovery_key,
-                             accept_unsigned=accept_unsigned)
-    backups.check_later(result.pop("safety_path"))
-    return result
-
-
 def _page(status=200, **context):
-    return render_template("backups/index.html", items=backups.list_backups(folder()),
-                           kinds=backups.KINDS, folder=folder(),
+    return render_template("backups/index.html", items=backups.list_backups(backup_folder()),
+                           kinds=backups.KINDS, folder=backup_folder(),
                            copy_folder=current_app.config.get("BACKUP_COPY_DIR", ""),
                            fingerprint=ledger.key_fingerprint(), **context), status
 
@@ -60,7 +28,7 @@ def index():
 def create():
     """立即备份."""
     try:
-        info = backups.create(folder(), "manual", current_app.config["SHOP_NAME"], actor(),
+        info = backups.create(backup_folder(), "manual", current_app.config["SHOP_NAME"], actor(),
                               current_app.config.get("BACKUP_COPY_DIR", ""))
     except CrmError as error:
         flash_error(error)

@@ -1,24 +1,14 @@
 """Customer pages: find, create, edit, archive, detail, Excel export and import."""
 from pathlib import Path
 
-from flask import Blueprint, Response, current_app, flash, redirect, render_template, request, url_for
+from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 
 from crm.errors import CrmError, ValidationError
+from crm.http import xlsx_response
 from crm.services import cards, customer_import, customers, ledger
 from crm.web import actor, flash_error, int_form, requires
 
 bp = Blueprint("customers", __name__, url_prefix="/customers")
-
-XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-
-
-def xlsx_response(data, filename):
-    """An .xlsx download; the Chinese file name is sent RFC 5987-encoded."""
-    from urllib.parse import quote
-
-    return Response(data, mimetype=XLSX, headers={
-        "Content-Disposition": f"attachment; filename=export.xlsx; filename*=UTF-8''{quote(filename)}"})
-
 
 @bp.route("")
 def index():

@@ -2,11 +2,11 @@
 
 from flask import Blueprint, Response, current_app, render_template, request
 
+from crm.http import xlsx_response
 from crm.models import User
 from crm.money import format_fen
 from crm.services import cards, ledger, statement_export, statements, stats
 from crm.web import closing_args, int_arg, period_arg, requires
-from crm.web.customers import xlsx_response
 
 bp = Blueprint("reports", __name__)
 

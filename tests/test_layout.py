@@ -1,0 +1,30 @@
+"""The package's shape (issue 18.3, 18.5): which module may import which."""
+import ast
+from pathlib import Path
+
+from crm.config import PROJECT_ROOT
+
+
+def _imports(path):
+    """The module names a file imports."""
+    names = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom):
+            names.append(node.module or "")
+        elif isinstance(node, ast.Import):
+            names += [a.name for a in node.names]
+    return names
+
+
+def test_the_api_does_not_import_the_web_package():
+    """Pages and API share request helpers through crm.http: no module of crm/api imports
+    crm.web, so either can change its shape without the other."""
+    found = [(path.name, name) for path in sorted(Path(PROJECT_ROOT, "crm", "api").glob("*.py"))
+             for name in _imports(path) if name == "crm.web" or name.startswith("crm.web.")]
+    assert found == []
+
+
+def test_the_launcher_does_not_import_the_command_line():
+    """crm.cli imports crm.launcher for `crm run`; the launcher never imports crm.cli back (the
+    double-click's entry that needs both is crm.start)."""
+    assert "crm.cli" not in _imports(Path(PROJECT_ROOT, "crm", "launcher.py"))
