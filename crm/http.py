@@ -122,6 +122,34 @@ def xlsx_response(data, filename):
         "Content-Disposition": f"attachment; filename=export.xlsx; filename*=UTF-8''{quote(filename)}"})
 
 
+def pdf_response(data, filename):
+    """A PDF shown in the browser (to print), its Chinese file name RFC 5987-encoded."""
+    return Response(data, mimetype="application/pdf", headers={
+        "Content-Disposition": f"inline; filename=document.pdf; filename*=UTF-8''{quote(filename)}"})
+
+
+def statement_file(customer_id, extension):
+    """The statement of the period in the query as .xlsx or .pdf: one answer, one file name,
+    for the page and the API."""
+    from crm.services import statement_export
+
+    start, end = period_arg()
+    shop = current_app.config["SHOP_NAME"]
+    name = statement_export.filename(customer_id, start, end, extension)
+    if extension == "xlsx":
+        return xlsx_response(statement_export.xlsx(shop, customer_id, start, end), name)
+    return pdf_response(statement_export.pdf_bytes(shop, customer_id, start, end), name)
+
+
+def uploaded_file():
+    """The request's `file` field as (file name, bytes); the same check for page and API. What
+    the bytes are (an .xlsx, a backup zip) the service that reads them decides."""
+    upload = request.files.get("file")
+    if upload is None or not upload.filename:
+        raise ValidationError("请选择要上传的文件（表单字段 file）", code="missing_file", field="file")
+    return upload.filename, upload.read()
+
+
 def backup_folder():
     """The backup folder of this instance."""
     return current_app.config["BACKUP_DIR"]

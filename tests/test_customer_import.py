@@ -181,22 +181,30 @@ def test_unreadable_or_headerless_files(app, shop, data, message):
         _db(app, lambda: customer_import.preview(data))
 
 
-def test_web_upload_refusals(app, client, make_user, auth):
-    """Wrong file type, no file, and a 50 MB upload: Chinese message, 4xx, nothing imported."""
+def test_web_upload_refusals(app, client, make_user, auth, api_token):
+    """Wrong file type, no file, and a 50 MB upload: Chinese message, 4xx, nothing imported —
+    the same check and message on the page and in the API (the content decides, not the name)."""
     make_user("ann")
+    headers = api_token("bob")
     auth.login("ann")
     token = csrf_token(client, "/customers/import")
     for name, data, status, message in (
-        ("list.csv", b"a,b", 422, "只支持 .xlsx"),
+        ("list.csv", b"a,b", 422, "无法读取文件"),
         ("fake.xlsx", b"not a workbook", 422, "无法读取文件"),
     ):
         resp = client.post("/customers/import", data={"csrf_token": token,
                                                       "file": (io.BytesIO(data), name)},
                            content_type="multipart/form-data")
         assert resp.status_code == status and message in resp.get_data(as_text=True)
+        resp = client.post("/api/v1/customers/import", data={"file": (io.BytesIO(data), name)},
+                           headers=headers, content_type="multipart/form-data")
+        assert resp.status_code == status and message in resp.get_json()["error"]["message"]
     resp = client.post("/customers/import", data={"csrf_token": token},
                        content_type="multipart/form-data")
-    assert resp.status_code == 422 and "请选择要上传的 Excel 文件" in resp.get_data(as_text=True)
+    assert resp.status_code == 422 and "请选择要上传的文件" in resp.get_data(as_text=True)
+    resp = client.post("/api/v1/customers/import", data={}, headers=headers,
+                       content_type="multipart/form-data")
+    assert resp.status_code == 422 and resp.get_json()["error"]["code"] == "missing_file"
     big = io.BytesIO(b"0" * (50 * 1024 * 1024))
     resp = client.post("/customers/import", data={"csrf_token": token, "file": (big, "big.xlsx")},
                        content_type="multipart/form-data")

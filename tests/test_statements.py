@@ -203,3 +203,27 @@ def test_unknown_customer_and_api_contract(client, history):
                      "operator": "安安", "remark": "", "payment_method": "cash"}
     assert client.get(f"/api/v1/customers/{shop.customer_id}/statement.xlsx",
                       headers=headers).status_code == 200
+
+
+def test_statement_files_have_one_name_on_the_page_and_in_the_api(app, client, api_token):
+    """The page called the file 对账单_1_…, the API statement-1-…; now both name the customer
+    (characters a file system refuses replaced) and the period, Excel and PDF alike."""
+    from urllib.parse import quote
+
+    from crm.services import SYSTEM, customers
+
+    customer = make_shop(app).do(lambda: customers.create_customer(
+        SYSTEM, {"name": '王/小:二 "VIP"', "phone": "13900000001"}))
+    headers = api_token("clerk")
+    AuthActions(client).login("boss")
+    period = "start=2026-11-01&end=2026-11-27"
+    for extension in ("xlsx", "pdf"):
+        expected = quote(f"对账单_王_小_二_VIP_{customer.customer_no}_2026-11-01_2026-11-27."
+                         f"{extension}")
+        page = client.get(f"/customers/{customer.id}/statement.{extension}?{period}")
+        api = client.get(f"/api/v1/customers/{customer.id}/statement.{extension}?{period}",
+                         headers=headers)
+        for resp in (page, api):
+            assert resp.status_code == 200
+            assert resp.headers["Content-Disposition"].endswith(f"filename*=UTF-8''{expected}"), \
+                resp.headers["Content-Disposition"]

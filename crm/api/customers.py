@@ -2,8 +2,7 @@
 from flask import jsonify, request
 
 from crm.api import bp, json_body
-from crm.errors import ValidationError
-from crm.http import actor, admin_required, requires, xlsx_response
+from crm.http import actor, admin_required, requires, uploaded_file, xlsx_response
 from crm.money import format_fen
 from crm.services import customer_import, customer_types, customers
 
@@ -121,13 +120,10 @@ def import_customers():
     """Upload an .xlsx (multipart field `file`). Without confirm=1: the check only. With
     confirm=1: import every valid row, in confirmed parts of 1,000 rows, each all or nothing.
     create_types=1 creates unknown types."""
-    upload = request.files.get("file")
-    if upload is None:
-        raise ValidationError("请上传字段名为 file 的 .xlsx 文件", code="missing_file")
-    data = upload.read()
+    filename, data = uploaded_file()
     create_types = request.args.get("create_types") in ("1", "true")
     if request.args.get("confirm") in ("1", "true"):
-        done = customer_import.run(actor(), data, upload.filename or "", create_types=create_types)
+        done = customer_import.run(actor(), data, filename, create_types=create_types)
         return jsonify(imported=done.imported, cards=done.cards, parts=done.parts,
                        skipped=[{"line": line, "reason": reason} for line, reason in done.skipped]
                        ), 201

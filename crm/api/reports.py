@@ -1,10 +1,10 @@
 """API: the customer statement and its exports."""
-from flask import Response, current_app, jsonify
+from flask import jsonify
 
 from crm.api import bp
-from crm.http import closing_args, int_arg, period_arg, requires, xlsx_response
+from crm.http import closing_args, int_arg, period_arg, requires, statement_file, xlsx_response
 from crm.money import format_fen
-from crm.services import statement_export, statements, stats
+from crm.services import statements, stats
 
 
 @bp.route("/v1/customers/<int:customer_id>/statement")
@@ -32,18 +32,14 @@ def customer_statement(customer_id):
 @requires("export")
 def customer_statement_xlsx(customer_id):
     """The statement as Excel."""
-    start, end = period_arg()
-    data = statement_export.xlsx(current_app.config["SHOP_NAME"], customer_id, start, end)
-    return xlsx_response(data, f"statement-{customer_id}-{start}-{end}.xlsx")
+    return statement_file(customer_id, "xlsx")
 
 
 @bp.route("/v1/customers/<int:customer_id>/statement.pdf")
 @requires("export")
 def customer_statement_pdf(customer_id):
     """The statement as PDF."""
-    start, end = period_arg()
-    data = statement_export.pdf_bytes(current_app.config["SHOP_NAME"], customer_id, start, end)
-    return Response(data, mimetype="application/pdf")
+    return statement_file(customer_id, "pdf")
 
 
 @bp.route("/v1/stats")

@@ -1,6 +1,7 @@
 """对账单 as Excel (streamed, write-only) and as A4 PDF (Chinese font, repeated header row,
 page numbers). Both carry exactly the statement's rows and totals."""
 import io
+import re
 
 from crm import clock
 from crm.errors import ValidationError
@@ -12,6 +13,17 @@ MONEY = '"¥"#,##0.00;[Red]-"¥"#,##0.00'
 TOTAL_LABELS = (("opening_balance", "期初余额"), ("recharge", "充值"), ("bonus", "赠送"),
                 ("consume", "消费"), ("reversal", "冲正"), ("refund", "退款"),
                 ("net", "净变动"), ("closing_balance", "期末余额"))
+
+
+_UNSAFE_IN_NAMES = re.compile(r'[\\/:*?"<>|\x00-\x1f\x7f\s]+')
+
+
+def filename(customer_id, start, end, extension):
+    """The statement file's name, the same from the page and the API: 对账单_<name>_<number>_
+    <start>_<end>.<ext>, the name without characters a file system refuses."""
+    customer = statements.customers.get_customer(customer_id)
+    name = _UNSAFE_IN_NAMES.sub("_", customer.name).strip("._")[:30] or "客户"
+    return f"对账单_{name}_{customer.customer_no}_{start}_{end}.{extension}"
 
 
 def _row(entry):

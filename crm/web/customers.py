@@ -3,8 +3,8 @@ from pathlib import Path
 
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 
-from crm.errors import CrmError, ValidationError
-from crm.http import xlsx_response
+from crm.errors import CrmError
+from crm.http import uploaded_file, xlsx_response
 from crm.services import cards, customer_import, customers, ledger
 from crm.web import actor, flash_error, int_form, requires
 
@@ -115,14 +115,8 @@ def import_template():
 @requires("edit_customers")
 def import_preview():
     """Check the uploaded sheet and show every bad row with its reason before importing."""
-    upload = request.files.get("file")
     try:
-        if upload is None or not upload.filename:
-            raise ValidationError("请选择要上传的 Excel 文件", code="missing_file")
-        if not upload.filename.lower().endswith(".xlsx"):
-            raise ValidationError("只支持 .xlsx 文件（旧版 .xls 请先在 Excel 中另存为 .xlsx）",
-                                  code="invalid_file")
-        data = upload.read()
+        filename, data = uploaded_file()
         preview = customer_import.preview(data, create_types=bool(request.form.get("create_types")))
     except CrmError as error:
         flash_error(error)
@@ -130,7 +124,7 @@ def import_preview():
     token = customer_import.stash(_stash_folder(), data)
     return render_template("customers/preview.html", preview=preview, token=token,
                            part_rows=customer_import.PART_ROWS,
-                           filename=upload.filename)
+                           filename=filename)
 
 
 @bp.route("/import/recheck", methods=["POST"])

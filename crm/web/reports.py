@@ -1,8 +1,8 @@
 """对账查询 (flow two) and its exports; the statistics dashboard; the daily closing (日结)."""
 
-from flask import Blueprint, Response, current_app, render_template, request
+from flask import Blueprint, render_template, request
 
-from crm.http import xlsx_response
+from crm.http import statement_file, xlsx_response
 from crm.models import User
 from crm.money import format_fen
 from crm.services import cards, ledger, statement_export, statements, stats
@@ -33,19 +33,14 @@ def statement(customer_id):
 @requires("export")
 def statement_xlsx(customer_id):
     """The statement as Excel."""
-    start, end = period_arg()
-    data = statement_export.xlsx(current_app.config["SHOP_NAME"], customer_id, start, end)
-    return xlsx_response(data, f"对账单_{customer_id}_{start}_{end}.xlsx")
+    return statement_file(customer_id, "xlsx")
 
 
 @bp.route("/customers/<int:customer_id>/statement.pdf")
 @requires("export")
 def statement_pdf(customer_id):
     """The statement as PDF."""
-    start, end = period_arg()
-    data = statement_export.pdf_bytes(current_app.config["SHOP_NAME"], customer_id, start, end)
-    return Response(data, mimetype="application/pdf", headers={
-        "Content-Disposition": f"inline; filename=statement-{customer_id}-{start}-{end}.pdf"})
+    return statement_file(customer_id, "pdf")
 
 
 @bp.route("/stats")
