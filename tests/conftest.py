@@ -240,6 +240,9 @@ def app(database_url, tmp_path):
         "STATS_CACHE_SECONDS": 0,  # tests check figures right after posting; the cache has its own
         "OPEN_BROWSER": False,
     })
+    from tests.answers import CheckedClient
+
+    app.test_client_class = CheckedClient  # every API answer checked against the document
     yield app
     crm_db.close_all(app.extensions["crm_db"])
 

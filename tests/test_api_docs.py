@@ -66,3 +66,22 @@ def test_api_docs_page_offline_and_try_it_out(page, make_user):
     me.locator(".execute").click()
     expect(me.locator(".live-responses-table")).to_contain_text('"username": "boss"')
     assert off_machine == []
+
+
+def test_every_api_answer_in_the_suite_is_checked_against_the_document(app, client, api_token):
+    """The suite's test client checks each API answer (tests/answers.py): an undeclared status
+    or a body that does not fit its schema fails the test that got it."""
+    import pytest
+    from flask import Response
+
+    from tests.answers import CheckedClient, check_answer
+
+    assert isinstance(client, CheckedClient)
+    headers = api_token("ann")
+    assert client.get("/api/v1/customers", headers=headers).status_code == 200  # checked, fits
+    with pytest.raises(AssertionError, match="does not declare"):
+        check_answer("GET", "/api/v1/customers", Response(status=418))
+    drifted = Response('{"items": "not a list", "total": 0}', status=200,
+                       mimetype="application/json")
+    with pytest.raises(AssertionError, match="does not fit the document"):
+        check_answer("GET", "/api/v1/customers", drifted)
