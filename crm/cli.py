@@ -185,9 +185,11 @@ def backup_command():
               help="旧电脑的恢复密钥文件（在另一台电脑上恢复时需要）")
 @click.option("--accept-unsigned", is_flag=True,
               help="确认恢复升级前做的未签名旧备份（只限本机或所给恢复密钥的备份）")
+@click.option("--rename-clashes", is_flag=True,
+              help="旧备份里按新规则重名的用户名或客户类型：每组第一个保留，其余加 -2 等后缀")
 @click.option("--yes", is_flag=True, help="不再询问，直接恢复")
 @with_appcontext
-def restore_command(file, recovery_key_file, accept_unsigned, yes):
+def restore_command(file, recovery_key_file, accept_unsigned, rename_clashes, yes):
     """Restore a backup file: it is checked first, the current data is backed up, then replaced
     in one transaction (all or nothing), and the ledger is verified."""
     from crm.services import backups
@@ -210,9 +212,12 @@ def restore_command(file, recovery_key_file, accept_unsigned, yes):
             name = backups.save_upload(config["BACKUP_DIR"], Path(file).read_bytes())
             result = backups.restore(config["BACKUP_DIR"], name, actor=_cli_actor(),
                                      shop_name=config["SHOP_NAME"],
-                                     key=key, accept_unsigned=accept_unsigned)
+                                     key=key, accept_unsigned=accept_unsigned,
+                                     rename_clashes=rename_clashes)
         except CrmError as error:
             raise click.ClickException(error.message) from None
+    for renamed in result["renamed"]:
+        click.echo(f"{renamed['what']}“{renamed['old']}”已改名为“{renamed['new']}”")
     safety = backups.check(Path(result["safety_path"]))
     click.echo(f"恢复前的数据已另存并核对{'无误' if safety.ok else '未通过：' + '；'.join(safety.problems)}")
     click.echo(f"已恢复（恢复前的数据另存为 {result['safety_backup']}）；账本校验："

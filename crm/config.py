@@ -120,6 +120,8 @@ def keep_private(folder, settings):
     folder = Path(folder)
     folders = [folder, folder / "logs", folder / "run", folder / "imports",
                Path(settings.get("BACKUP_DIR") or folder / "backups")]
+    if settings.get("BACKUP_COPY_DIR"):  # the second copy (a USB disk, a NAS) where it can be
+        folders.append(Path(settings["BACKUP_COPY_DIR"]))
     files = [p for f in folders[1:] if f.is_dir() for p in f.iterdir() if p.is_file()]
     files += [p for p in folder.iterdir() if p.is_file()] if folder.is_dir() else []
     url = settings.get("DATABASE_URL", "")

@@ -43,8 +43,15 @@ MYSQL_SESSION = {
     "sql_mode": "STRICT_ALL_TABLES,NO_ENGINE_SUBSTITUTION,NO_ZERO_DATE",
     "init_command": "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED",
 }
-# What a migration that creates a MySQL table gives it (0011 converted the older ones).
-MYSQL_TABLE_SETTINGS = ["ENGINE=InnoDB", "DEFAULT CHARSET=utf8mb4", "COLLATE=utf8mb4_bin"]
+def binary_collation(database):
+    """The MySQL collation that compares text byte for byte as SQLite does, trailing spaces
+    included (utf8mb4_bin pads: it calls 'k' and 'k ' equal): utf8mb4_nopad_bin on MariaDB,
+    utf8mb4_0900_bin on MySQL 8, utf8mb4_bin where neither exists."""
+    have = {row[0] for row in database.execute_sql(
+        "SELECT collation_name FROM information_schema.collations "
+        "WHERE character_set_name = 'utf8mb4'")}
+    return next((c for c in ("utf8mb4_nopad_bin", "utf8mb4_0900_bin") if c in have),
+                "utf8mb4_bin")
 # A pooled connection that came back this recently is handed out without a ping (a round trip
 # under the pool's lock); one that sat idle longer is pinged and replaced if the server dropped
 # it. A connection killed within that window fails its first statement, which ReconnectMixin

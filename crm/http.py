@@ -174,7 +174,8 @@ def received_upload():
                                   request.form.get("recovery_key"))
 
 
-def restore_with_confirmation(name, confirmation, recovery_key="", accept_unsigned=False):
+def restore_with_confirmation(name, confirmation, recovery_key="", accept_unsigned=False,
+                              rename_clashes=False):
     """Restore after the shop's name was typed; keep another PC's ledger key if one was given;
     an old unsigned backup only when acknowledged. Shared by the page and the API."""
     from crm.services import backups
@@ -184,6 +185,7 @@ def restore_with_confirmation(name, confirmation, recovery_key="", accept_unsign
         raise ValidationError(f"请输入店名“{shop}”以确认恢复", code="confirmation_required",
                               field="confirm")
     result = backups.restore(backup_folder(), name, actor=actor(), shop_name=shop,
-                             key=recovery_key, accept_unsigned=accept_unsigned)
+                             key=recovery_key, accept_unsigned=accept_unsigned,
+                             rename_clashes=rename_clashes)
     backups.check_later(result.pop("safety_path"))
     return result

@@ -88,8 +88,12 @@ def test_database_backups_and_logs_are_readable_by_the_shop_account_only(tmp_pat
     os.chmod(old_backup, 0o644)
     os.chmod(home, 0o755)
     os.umask(0o022)  # what a shop's account usually has
+    copies = tmp_path / "usb"
+    copies.mkdir()
+    (copies / "old-copy.zip").write_bytes(b"old")
+    os.chmod(copies / "old-copy.zip", 0o644)
     app = create_app({"INSTANCE_PATH": str(home), "DATABASE_URL": f"sqlite:///{home}/crm.db",
-                      "OPEN_BROWSER": False})
+                      "OPEN_BROWSER": False, "BACKUP_COPY_DIR": str(copies)})
     database = app.extensions["crm_db"]
     crm_db.migrate(database)
     with app.app_context(), database.connection_context():
@@ -113,6 +117,7 @@ def test_database_backups_and_logs_are_readable_by_the_shop_account_only(tmp_pat
     loose = {p: oct(m) for p, m in modes.items()
              if m != (0o700 if (home / p).is_dir() else 0o600)}
     assert loose == {}, loose
+    assert (copies / "old-copy.zip").stat().st_mode & 0o777 == 0o600
 
 
 # --- logins (17.1, 17.2, 17.8) and the setup code (17.3) --------------------------------------
@@ -271,6 +276,12 @@ def test_exports_and_backup_downloads_are_audited(app, client, make_user, tmp_pa
         ("export", "customers.export", ""),
         ("export", "reports.statement_xlsx", str(customer_id))], rows
     assert {r[3] for r in rows} == {"boss"}
+    # A range request carries the whole file just as well (206): audited too.
+    ranged = client.get(f"/api/v1/backups/{name}/download", headers={**headers,
+                                                                     "Range": "bytes=0-"})
+    assert ranged.status_code == 206
+    assert run(app, lambda: AuditLog.select().where(AuditLog.action == "backup.download")
+               .count()) == 2
 
 
 def test_a_statement_too_long_for_one_pdf_is_refused_with_excel_offered(app, client, make_user,
@@ -367,3 +378,26 @@ def test_right_passwords_arriving_together_do_not_lock_the_name(app, live_server
     for thread in threads:
         thread.join(timeout=120)
     assert statuses == [200] * 20, statuses
+
+
+@pytest.mark.backends("sqlite")
+def test_a_locked_name_is_refused_without_taking_the_write_lock(app, client, make_user):
+    """Refused attempts (a locked name) are answered from a plain read: a flood of them never
+    queues behind, or in front of, the till's writes. Here another writer holds SQLite's write
+    lock; the refusal still comes at once (it waited for the lock, up to 15 s, before)."""
+    import sqlite3
+    import time
+
+    make_user("boss")
+    for _ in range(5):
+        client.post("/api/v1/login", json={"username": "boss", "password": "wrong-guess"})
+    holder = sqlite3.connect(app.config["DATABASE_URL"][len("sqlite:///"):], timeout=0)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        started = time.monotonic()
+        resp = client.post("/api/v1/login", json={"username": "boss", "password": PASSWORD})
+        took = time.monotonic() - started
+    finally:
+        holder.rollback()
+        holder.close()
+    assert resp.status_code == 429 and took < 3, (resp.status_code, took)

@@ -10,7 +10,7 @@ from playhouse.migrations import Runner
 from crm import create_app
 from crm import db as crm_db
 from crm.errors import CrmError
-from crm.models import Card, CustomerType, User
+from crm.models import AuditLog, Card, CustomerType, User
 from crm.services import SYSTEM, backups, cards, customer_types, ledger
 from crm.services import users as user_service
 from tests.conftest import PASSWORD
@@ -105,9 +105,11 @@ def test_every_text_column_is_binary_on_mariadb(app, backend):
         tables = database.execute_sql(
             "SELECT table_name, table_collation FROM information_schema.tables "
             "WHERE table_schema = DATABASE()").fetchall()
-    assert columns and all(c[2] == "utf8mb4_bin" for c in columns), \
-        [c for c in columns if c[2] != "utf8mb4_bin"]
-    assert all(t[1] == "utf8mb4_bin" for t in tables), tables
+        binary = crm_db.binary_collation(database)
+    assert binary in ("utf8mb4_nopad_bin", "utf8mb4_0900_bin")
+    assert columns and all(c[2] == binary for c in columns), \
+        [c for c in columns if c[2] != binary]
+    assert all(t[1] == binary for t in tables), tables
 
 
 def test_a_sqlite_backup_with_case_variants_restores_into_mariadb(app, backend, scratch, tmp_path,
@@ -150,6 +152,21 @@ def test_a_sqlite_backup_with_case_variants_restores_into_mariadb(app, backend, 
         assert run(app, lambda: sorted(t.name for t in CustomerType.select())) == ["VIP", "vip"]
     finally:
         ledger.configure(app.config)
+
+
+def test_trailing_spaces_make_another_value_on_both_databases(app):
+    """utf8mb4_bin pads: MariaDB called 'pad' and 'pad ' equal (a duplicate key) while SQLite
+    did not. The binary collation without padding makes them two values on both."""
+    database = app.extensions["crm_db"]
+    param = database.param
+    with database.connection_context():
+        for name in ("pad", "pad "):
+            database.execute_sql(f"INSERT INTO t_customer_type (name, description, discount, "
+                                 f"created_at, updated_at) VALUES ({param}, '', NULL, "
+                                 "'2026-11-27 09:30:00', '2026-11-27 09:30:00')", (name,))
+    assert run(app, lambda: CustomerType.select().where(CustomerType.name == "pad").count()) == 1
+    assert run(app, lambda: CustomerType.select().where(CustomerType.name.startswith("pad"))
+               .count()) == 2
 
 
 # --- the upgrade of a shop whose names the rule would merge -------------------------------
@@ -227,7 +244,7 @@ def test_the_upgrade_on_mariadb_makes_text_binary_and_keeps_names(backend, scrat
     with database.connection_context():
         left = database.execute_sql(
             "SELECT COUNT(*) FROM information_schema.columns WHERE table_schema = DATABASE() "
-            "AND collation_name <> 'utf8mb4_bin'").fetchone()[0]
+            "AND collation_name <> %s", (crm_db.binary_collation(database),)).fetchone()[0]
     assert left == 0
     assert crm_db.migrate(database) == []
     crm_db.close_all(database)
@@ -255,4 +272,15 @@ def test_an_old_backup_holding_names_that_would_merge_is_refused_before_anything
     assert "“boss”、“Boss”" in refused.value.message and "crm rename-user" in refused.value.message
     assert (shop.counts(), run(app, lambda: sorted(u.username for u in User.select()))) == before
     assert key == app.config["LEDGER_KEY"]
+    assert "重名自动改名" in refused.value.message
+    # Asked to, the restore keeps the first of each pair and renames the other, audited.
+    result = run(app, lambda: backups.restore(folder, made["name"], actor=SYSTEM, shop_name="店",
+                                              accept_unsigned=True, rename_clashes=True))
+    assert result["ledger_ok"] and result["renamed"] == [
+        {"what": "用户名", "old": "Boss", "new": "Boss-2"}]
+    assert run(app, lambda: sorted(u.username for u in User.select())) == ["boss", "boss-2"]
+    detail = run(app, lambda: __import__("json").loads(AuditLog.get(
+        AuditLog.action == "backup.restore").detail))
+    assert detail["renamed"] == [["用户名", "Boss", "Boss-2"]]
+    ledger.configure(app.config)
     crm_db.close_all(database)

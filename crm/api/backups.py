@@ -53,7 +53,8 @@ def restore_backup(name):
     data = json_body()
     result = restore_with_confirmation(name, text_field(data, "confirm"),
                                        text_field(data, "recovery_key", required=False),
-                                       data.get("accept_unsigned") is True)
+                                       data.get("accept_unsigned") is True,
+                                       data.get("rename_clashes") is True)
     return jsonify(result)
 
 

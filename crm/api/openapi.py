@@ -336,7 +336,9 @@ PATHS.update({
                         "schema": {"type": "string"},
                         "description": "备份文件名（备份列表中的 name），不是路径"}],
         "get": {"summary": "下载备份文件（管理员）", "operationId": "downloadBackup",
-                "responses": {"200": _binary("application/zip", "备份文件"), **AUTH_ERRORS,
+                "responses": {"200": _binary("application/zip", "备份文件"),
+                              "206": _binary("application/zip", "请求头 Range 所要的一段（断点续传）"),
+                              **AUTH_ERRORS,
                               "404": _error("没有这个备份"), "422": _error("备份文件名不正确")}},
     },
     "/api/v1/backups/upload": {
@@ -591,9 +593,13 @@ SCHEMAS.update({
                          "pattern": "^\\s*([0-9a-fA-F]{64})?\\s*$",
                          "description": "另一台电脑的恢复密钥（换电脑恢复时）：64 位十六进制字符"},
         "accept_unsigned": {"type": "boolean", "description": "确认恢复升级前做的未签名旧备份"
-                                                               "（只限本机或所给恢复密钥的备份）"}}},
+                                                               "（只限本机或所给恢复密钥的备份）"},
+        "rename_clashes": {"type": "boolean", "description": "旧备份里按新规则重名的用户名或客户类型："
+                                                              "每组第一个保留，其余加 -2 等后缀"}}},
     "RestoreResult": {"type": "object", "properties": {
         "name": _TEXT, "safety_backup": _TEXT, "ledger_ok": {"type": "boolean"},
+        "renamed": {"type": "array", "items": {"type": "object", "properties": {
+            "what": _TEXT, "old": _TEXT, "new": _TEXT}}},
         "cards_checked": {"type": "integer"}, "entries_checked": {"type": "integer"}}},
     "UserPatch": {"type": "object", "properties": {
         "role": {"type": "string", "enum": ["admin", "operator"]}, "active": {"type": "boolean"},

@@ -47,7 +47,9 @@ def search(username="", action="", start=None, end=None, page=1):
 
     query = AuditLog.select()
     if username:
-        query = query.where(AuditLog.username == username)
+        from crm.services.names import username_key
+
+        query = query.where(AuditLog.username == username_key(username))
     if action:
         query = query.where(AuditLog.action == action)
     if start:

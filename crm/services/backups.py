@@ -40,7 +40,7 @@ from crm.models import (
     RechargeRule,
     User,
 )
-from crm.services import Actor, audit, hold, ledger, stats
+from crm.services import Actor, audit, hold, ledger, names, stats
 
 FORMAT = 2  # 2: each JSON line is an array of values in the manifest's column order
 # Restored in this order (parents first); emptied in the reverse order.
@@ -275,6 +275,7 @@ class Checked:
     problems: list = field(default_factory=list)
     scratch: str = ""  # the verified scratch SQLite database, when kept
     key_fingerprint: str = ""  # of the key it was checked with
+    renamed: list = field(default_factory=list)  # [(what, old, new)] by rename_clashes
 
     @property
     def signed(self):
@@ -447,7 +448,7 @@ def _from_database(database):
         yield model, columns, (dict(zip(columns, row, strict=True)) for row in cursor)
 
 
-def check(path, key=None, keep_scratch=False):
+def check(path, key=None, keep_scratch=False, rename_clashes=False):
     """Read a backup back: checksums and counts, a restore into a scratch SQLite database at the
     backup's schema, migrated to this version, then every card's chain and balance. A check that
     could not run is a failure. Writes the result beside the backup (<name>.check.json)."""
@@ -474,6 +475,8 @@ def check(path, key=None, keep_scratch=False):
             runner.up(target=manifest["schema"][-1])
             with zipfile.ZipFile(path) as archive:
                 _load(scratch, _from_zip(archive, manifest, scratch), fresh=True)
+            if rename_clashes:  # names an older backup holds that the one-form rule makes one
+                result.renamed = names.rename_clashes(scratch)
             with ledger.sealing_with(key):  # an older backup's cards get their owner seal
                 runner.up()
             report = ledger.verify(database=scratch, key=key)
@@ -490,7 +493,8 @@ def check(path, key=None, keep_scratch=False):
         if keep_scratch and result.ok:
             result.scratch = str(scratch_path)
     except CrmError as error:  # a refusal of ours, e.g. names the upgrade would merge
-        result.problems.append(error.message)
+        result.problems.append(error.message + ("。" + names.RESTORE_HINT
+                                                if isinstance(error, names.NamesClash) else ""))
     except (zipfile.BadZipFile, KeyError, ValueError, TypeError, OSError, EOFError) as error:
         result.problems.append(f"读取备份失败：{type(error).__name__}")
     except Exception as error:  # noqa: BLE001 — a check that could not run never counts as passed
@@ -647,7 +651,8 @@ def clean_parts(folder):
 
 # --- restoring --------------------------------------------------------------------------------
 
-def restore(folder, name, actor=None, shop_name="", key=None, accept_unsigned=False):
+def restore(folder, name, actor=None, shop_name="", key=None, accept_unsigned=False,
+            rename_clashes=False):
     """Restore the backup `name`: check it fully first; take a safety backup of the current data;
     replace everything in one transaction (all or nothing); verify the ledger; audit. `key` is the
     original shop's ledger key when restoring another PC's backup (see the recovery key). A
@@ -663,7 +668,7 @@ def restore(folder, name, actor=None, shop_name="", key=None, accept_unsigned=Fa
     # through a full check and is loaded from the verified scratch database.
     direct = key is None and manifest["schema"] == current and _already_checked(path)
     checked = Checked(ok=True, manifest=manifest, key_fingerprint=ledger.key_fingerprint()) \
-        if direct else check(path, key=key, keep_scratch=True)
+        if direct else check(path, key=key, keep_scratch=True, rename_clashes=rename_clashes)
     try:
         if not checked.signed and not (checked.own_key and accept_unsigned):
             raise BackupError(UNSIGNED_ASK if checked.own_key else UNSIGNED_FOREIGN,
@@ -690,10 +695,12 @@ def restore(folder, name, actor=None, shop_name="", key=None, accept_unsigned=Fa
         user = actor.user if actor.user and User.get_or_none(User.id == actor.user.id) else None
         audit.record(Actor(user=user, ip=actor.ip, name=actor.username), "backup.restore",
                      "backup", name, safety_backup=safety["name"], ledger_ok=report.ok,
-                     counts={t: v["rows"] for t, v in checked.manifest["tables"].items()})
+                     counts={t: v["rows"] for t, v in checked.manifest["tables"].items()},
+                     renamed=[list(r) for r in checked.renamed])
     return {"name": name, "safety_backup": safety["name"],
             "safety_path": str(Path(folder) / safety["name"]),
             "ledger_ok": report.ok,
+            "renamed": [{"what": what, "old": old, "new": new} for what, old, new in checked.renamed],
             "cards_checked": report.cards_checked, "entries_checked": report.entries_checked}
 
 

@@ -276,15 +276,16 @@ def run(actor, data, filename="", create_types=False, expected=None):
 
 def _type_ids(actor, new_types, filename):
     """{type name: id}, creating the sheet's unknown types first (one short transaction)."""
-    with db.atomic():
-        type_ids = {t.name: t.id for t in CustomerType.select(CustomerType.id, CustomerType.name)}
-        for name in new_types:
-            if name not in type_ids:
-                created = CustomerType.create(name=name)
-                type_ids[name] = created.id
-                audit.record(actor, "customer_type.create", "customer_type", created.id,
-                             after={"name": name}, source=filename)
-    return type_ids
+    for name in new_types:
+        try:
+            with db.atomic():
+                if not CustomerType.select().where(CustomerType.name == name).exists():
+                    created = CustomerType.create(name=name)
+                    audit.record(actor, "customer_type.create", "customer_type", created.id,
+                                 after={"name": name}, source=filename)
+        except IntegrityError:
+            pass  # made by someone else at the same moment: use theirs
+    return {t.name: t.id for t in CustomerType.select(CustomerType.id, CustomerType.name)}
 
 
 def _still_free(part):

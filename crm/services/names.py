@@ -71,6 +71,40 @@ def clashes(database):
     return found
 
 
+RESTORE_HINT = ("恢复这样的旧备份时可选择“重名自动改名”（页面上的勾选项；命令行 crm restore "
+                "--rename-clashes；接口字段 rename_clashes）：每组第一个保留，其余加上 -2、-3 等后缀，"
+                "并记入审计日志")
+
+
+def rename_clashes(database):
+    """Give each name but the first (by id) of every group the rule makes one a free name of
+    its own (…-2, …-3), so that an old backup holding them can be restored. Returns
+    [(what, old, new)]; works on a database at any schema since 0001 (a backup's scratch copy)."""
+    from crm.services.users import USERNAME_RE
+
+    renamed = []
+    param = database.param
+    for what, table, column, form, _command in RULES:
+        rows = _rows(database, table, column)
+        taken = {form(value) for _id, value in rows}
+        firsts = set()
+        for row_id, value in rows:
+            key = form(value)
+            if key not in firsts:
+                firsts.add(key)
+                continue
+            for n in range(2, 1000):
+                candidate = f"{value[:46]}-{n}"
+                if form(candidate) not in taken and (table != "t_user"
+                                                     or USERNAME_RE.match(form(candidate))):
+                    break
+            taken.add(form(candidate))
+            database.execute_sql(f"UPDATE {table} SET {column} = {param} WHERE id = {param}",
+                                 (candidate, row_id))
+            renamed.append((what, value, candidate))
+    return renamed
+
+
 def _audit(database, action, object_type, object_id, username, detail):
     param = database.param
     database.execute_sql(

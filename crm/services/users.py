@@ -161,16 +161,37 @@ def _with_throttle_row(name, change):
 STALE_CHECK_SECONDS = 30  # a check in flight longer than this died with its process
 
 
+def _looks_taken(row, stamp, window, limit):
+    """From a plain read: "locked" / "busy" when no place can be had now, else None."""
+    if row is None:
+        return None
+    if row.locked_until and row.locked_until > stamp:
+        return "locked"
+    new_window = row.locked_until or not row.last_failure_at \
+        or row.last_failure_at <= stamp - window
+    stale = row.last_failure_at and \
+        row.last_failure_at <= stamp - datetime.timedelta(seconds=STALE_CHECK_SECONDS)
+    if not new_window and not stale and row.failures + row.pending >= limit:
+        return "busy"
+    return None
+
+
 def reserve_attempt(name, limit=None, minutes=None):
     """Hold a place for one attempt of `name` before its secret is checked, atomically: wrong
     secrets of a window plus checks in flight never pass `limit`, so at most `limit` wrong
     secrets are ever checked for a name in its window, however many arrive at once. Returns
     ("ok", n) with the attempt's number in its window, ("locked", until) or ("busy", None)
-    when every place is taken by checks in flight (the caller waits a moment). Rows of windows
-    that ended are removed as new windows begin."""
+    when every place is taken by checks in flight (the caller waits a moment). A locked or full
+    name is answered from a plain read: refused attempts never take SQLite's write lock (a
+    flood of them would otherwise queue the till behind it)."""
     limit = limit or Settings.max_failures
     window = datetime.timedelta(minutes=minutes or Settings.lock_minutes)
     stamp = now()
+    seen = LoginThrottle.get_or_none(LoginThrottle.username == name)
+    taken = _looks_taken(seen, stamp, window, limit)
+    if taken:
+        return taken, seen.locked_until if taken == "locked" else None
+    began = []
 
     def hold_place(row):
         if row.locked_until and row.locked_until > stamp:
@@ -178,10 +199,7 @@ def reserve_attempt(name, limit=None, minutes=None):
         failures, pending = row.failures, row.pending
         if row.locked_until or not row.last_failure_at or row.last_failure_at <= stamp - window:
             failures, pending = 0, 0  # a new window
-            (LoginThrottle.delete()
-             .where((LoginThrottle.last_failure_at <= stamp - window)
-                    & (LoginThrottle.locked_until.is_null() | (LoginThrottle.locked_until <= stamp))
-                    & (LoginThrottle.username != name)).execute())
+            began.append(True)
         elif row.last_failure_at <= stamp - datetime.timedelta(seconds=STALE_CHECK_SECONDS):
             pending = 0
         if failures + pending >= limit:
@@ -191,7 +209,23 @@ def reserve_attempt(name, limit=None, minutes=None):
          .where(LoginThrottle.username == name).execute())
         return "ok", failures + pending + 1
 
-    return _with_throttle_row(name, hold_place)
+    answer = _with_throttle_row(name, hold_place)
+    if began:
+        _forget_ended_windows(stamp)
+    return answer
+
+
+def _forget_ended_windows(stamp):
+    """Remove the rows of windows that ended (housekeeping, outside any name's lock): the
+    longest window of any throttle, so a short login window never ends the setup code's."""
+    oldest = stamp - datetime.timedelta(minutes=max(Settings.lock_minutes, SETUP_LOCK_MINUTES))
+    try:
+        (LoginThrottle.delete()
+         .where((LoginThrottle.last_failure_at <= oldest) & (LoginThrottle.pending == 0)
+                & (LoginThrottle.locked_until.is_null() | (LoginThrottle.locked_until <= stamp)))
+         .execute())
+    except OperationalError:
+        pass  # busy elsewhere: the next new window tries again
 
 
 def record_failure(name, limit=None, minutes=None):
@@ -242,6 +276,11 @@ def authenticate(actor, username, password):
     locked). The attempt holds its place before the password is checked (reserve_attempt); the
     audit log gets the first failure of a name's window and the lock, not every failure."""
     name = normalize_username(username)[:50]
+    if not USERNAME_RE.match(name):
+        # No user can have this name (nor the setup code's "#setup"): no row, no audit, but the
+        # same bcrypt work as any other refusal.
+        _check_password(password, _dummy_hash())
+        raise AuthError(LOGIN_FAILED, code="login_failed")
     state, value = _wait_for_place(name)
     if state == "locked":
         raise AuthError(locked_message(value), code="login_locked", status=429)
@@ -484,8 +523,16 @@ def reset_password(actor, user_id, password):
 def change_own_password(actor, old_password, new_password, keep_token=None):
     """Any user changes their own password (the old one is asked for); other logins end."""
     user = get_user(actor.user.id)
+    # The old password is a password check like a login's: the same places and lock, so a
+    # stolen session cannot try passwords without limit.
+    state, value = _wait_for_place(user.username)
+    if state != "ok":
+        raise AuthError(locked_message(value) if state == "locked"
+                        else "请求太多，请稍后再试", code="login_locked", status=429)
     if not _check_password(old_password, user.password_hash):
+        record_failure(user.username)
         raise ValidationError("原密码不正确", code="wrong_password", field="old_password")
+    forget_attempts(user.username)
     password_hash = hash_password(new_password)
     with db.atomic():
         User.update(password_hash=password_hash, updated_at=now()).where(

@@ -66,7 +66,8 @@ def restore(name):
     try:
         result = restore_with_confirmation(name, request.form.get("confirm"),
                                            request.form.get("recovery_key", ""),
-                                           request.form.get("accept_unsigned") == "1")
+                                           request.form.get("accept_unsigned") == "1",
+                                           request.form.get("rename_clashes") == "1")
     except CrmError as error:
         flash_error(error)
         return _page(error.status)
