@@ -164,7 +164,10 @@ class Customer(BaseModel):
     created_at = DateTimeField(default=now, index=True)
     updated_at = DateTimeField(default=now)
     last_visit_at = DateTimeField(null=True)
-    # lower(name)|phone|customer_no, kept by save(); searched byte-wise (see migration 0003).
+    # lower(name)|phone|customer_no (make_search_text), searched byte-wise (migration 0003).
+    # Every writer of a name, phone or number sets it and re-indexes CustomerGram in the same
+    # transaction: customers.create_customer / update_customer, the import, the demo data; a
+    # restore brings the index in line (CustomerGram.follow). No save() does it behind them.
     search_text = CharField(max_length=120, default="")
 
     class Meta:

@@ -246,8 +246,10 @@ def test_error_halfway_through_a_restore_changes_nothing(app, folder, monkeypatc
         return broken
 
     # Whichever way the rows come (straight from the zip, or from the scratch database).
-    monkeypatch.setattr(backups, "_from_database", breaking(backups._from_database))
-    monkeypatch.setattr(backups, "_from_zip", breaking(backups._from_zip))
+    from crm.services.backups import restoring
+
+    monkeypatch.setattr(restoring, "_from_database", breaking(restoring._from_database))
+    monkeypatch.setattr(restoring, "_from_zip", breaking(restoring._from_zip))
     with pytest.raises(RuntimeError):
         shop.do(lambda: backups.restore(folder, info["name"], shop_name="店"))
     assert snapshot(app) == before
