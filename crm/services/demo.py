@@ -202,9 +202,7 @@ def seed_bulk(database, operator, customers=1000, entries=10000, heavy=(), seed=
     next_record = (CardRecord.select(fn.MAX(CardRecord.id)).scalar() or 0) + 1
     customer_no = Counter.take("customer", customers)
     card_no = Counter.take("card", customers)
-    record_columns = ("id, card_id, customer_id, seq, business_type, amount, paid_delta, "
-                      "bonus_delta, balance_after, paid_after, bonus_after, payment_method, "
-                      "reverses_id, operator_id, request_id, remark, created_at, prev_hash, hash")
+    record_columns = ", ".join(ledger.RECORD_COLUMNS)  # with explicit ids
     sql = {
         "customer": f"INSERT INTO t_customer (id, customer_no, name, gender, phone, address, "
                     f"type_id, remark, archived, created_at, updated_at, last_visit_at, "
@@ -212,7 +210,8 @@ def seed_bulk(database, operator, customers=1000, entries=10000, heavy=(), seed=
         "card": f"INSERT INTO t_card (id, card_no, customer_id, status, money, paid_money, "
                 f"bonus_money, entry_count, chain_head, remark, created_at, updated_at, "
                 f"owner_seal) VALUES ({', '.join([p] * 13)})",
-        "record": f"INSERT INTO t_card_record ({record_columns}) VALUES ({', '.join([p] * 19)})",
+        "record": f"INSERT INTO t_card_record ({record_columns}) "
+                  f"VALUES ({', '.join([p] * len(ledger.RECORD_COLUMNS))})",
         "sale": "INSERT INTO t_consume_record (card_id, customer_id, card_record_id, "
                 "original_amount, discount, amount, balance_after, operator_id, request_id, "
                 f"remark, created_at) VALUES ({', '.join([p] * 11)})",

@@ -260,6 +260,13 @@ def _refusal(card_id, total, allowed, verb):
                     code="insufficient_balance")
 
 
+# The columns of t_card_record in the order every bulk write and every verification reads them.
+RECORD_COLUMNS = ("id", "card_id", "customer_id", "seq", "business_type", "amount", "paid_delta",
+                  "bonus_delta", "balance_after", "paid_after", "bonus_after", "payment_method",
+                  "reverses_id", "operator_id", "request_id", "remark", "created_at", "prev_hash",
+                  "hash")
+
+
 class Statements:
     """The money path's SQL, written out once per database dialect (placeholder and quoting
     style). peewee rebuilds a statement's text on every call, which was a third of a
@@ -270,9 +277,7 @@ class Statements:
     def __init__(self, database):
         p, quote = database.param, database.quote  # quote: the open and close characters
         key = f"{quote[0]}key{quote[1]}"  # a reserved word in MySQL
-        record_columns = ("card_id, customer_id, seq, business_type, amount, paid_delta, "
-                          "bonus_delta, balance_after, paid_after, bonus_after, payment_method, "
-                          "reverses_id, operator_id, request_id, remark, created_at, prev_hash, hash")
+        record_columns = ", ".join(RECORD_COLUMNS[1:])  # the id comes from the database
         self.param = p
         self.visit = f"UPDATE t_customer SET last_visit_at = {p} WHERE id = {p}"
         # Writes the row without changing it: takes the customer's row lock (see post()).
@@ -280,7 +285,7 @@ class Statements:
         self.locked_card = ("SELECT card_no, money, paid_money, bonus_money, entry_count, "
                             f"chain_head FROM t_card WHERE id = {p}")
         self.insert_record = (f"INSERT INTO t_card_record ({record_columns}) VALUES "
-                              f"({', '.join([p] * 18)})")
+                              f"({', '.join([p] * (len(RECORD_COLUMNS) - 1))})")
         self.set_parts = (f"UPDATE t_card SET paid_money = {p}, bonus_money = {p}, "
                           f"entry_count = {p}, chain_head = {p} WHERE id = {p}")
         self.find_key = (f"SELECT user_id, fingerprint, response FROM t_idempotency_key "
@@ -522,10 +527,6 @@ def _card_problems(card, records, key=None):
     return problems
 
 
-_RECORD_COLUMNS = ("id", "card_id", "customer_id", "seq", "business_type", "amount", "paid_delta",
-                   "bonus_delta", "balance_after", "paid_after", "bonus_after", "payment_method",
-                   "reverses_id", "operator_id", "request_id", "remark", "created_at", "prev_hash",
-                   "hash")
 _CARD_COLUMNS = ("id", "card_no", "customer_id", "money", "paid_money", "bonus_money",
                  "entry_count", "chain_head", "owner_seal")
 # A consumption record beside the ledger entry it belongs to (None columns: no such entry).
@@ -534,7 +535,7 @@ _SALE_COLUMNS = ("id", "card_id", "customer_id", "card_record_id", "original_amo
 _ENTRY_COLUMNS = ("card_id", "customer_id", "seq", "business_type", "amount", "balance_after",
                   "operator_id", "request_id", "remark", "created_at")
 _SaleRow = namedtuple("_SaleRow", _SALE_COLUMNS + tuple(f"e_{c}" for c in _ENTRY_COLUMNS))
-_RecordRow = namedtuple("_RecordRow", _RECORD_COLUMNS)
+_RecordRow = namedtuple("_RecordRow", RECORD_COLUMNS)
 _CardRow = namedtuple("_CardRow", _CARD_COLUMNS)
 
 
@@ -554,7 +555,7 @@ def verify(card_ids=None, database=None, key=None):
         params = tuple(ids)
     cards = database.execute_sql(f"SELECT {', '.join(_CARD_COLUMNS)} FROM t_card"
                                  + where.format(column="id") + " ORDER BY id", params)
-    records = database.execute_sql(f"SELECT {', '.join(_RECORD_COLUMNS)} FROM t_card_record"
+    records = database.execute_sql(f"SELECT {', '.join(RECORD_COLUMNS)} FROM t_card_record"
                                    + where.format(column="card_id")
                                    + " ORDER BY card_id, seq", params)
     stream = (_RecordRow(*row) for row in records)
