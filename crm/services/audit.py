@@ -17,6 +17,20 @@ def record(actor, action, object_type="", object_id="", **detail):
     )
 
 
+def record_many(actor, action, object_type, items, stamp=None):
+    """Append one audit row per (object id, detail dict) in one bulk statement (an import's
+    thousands of new customers); the same rows record() would write."""
+    from crm.clock import now
+
+    stamp = stamp or now()
+    AuditLog.insert_rows([
+        {"created_at": stamp, "user": actor.user.id if actor.user else None,
+         "username": actor.username, "ip": actor.ip or "", "action": action,
+         "object_type": object_type, "object_id": str(object_id),
+         "detail": json.dumps(detail, ensure_ascii=False, default=str) if detail else ""}
+        for object_id, detail in items])
+
+
 def diff(before, after):
     """Field-by-field changes between two dicts: {field: [old, new]} for the fields that differ."""
     return {k: [before.get(k), after.get(k)] for k in after if before.get(k) != after.get(k)}

@@ -3,7 +3,6 @@ the valid rows in confirmed parts of PART_ROWS rows, each all or nothing. Also t
 and the stash that keeps an upload between preview and confirm."""
 import datetime
 import io
-import json
 import re
 import secrets
 import time
@@ -15,7 +14,7 @@ from peewee import IntegrityError
 from crm.clock import now
 from crm.db import db
 from crm.errors import Conflict, CrmError, Forbidden, NotFound, ValidationError
-from crm.models import AuditLog, Card, Counter, Customer, CustomerGram, CustomerType
+from crm.models import Card, Counter, Customer, CustomerGram, CustomerType
 from crm.money import parse_optional
 from crm.services import audit, cards, customers, excel, ledger, names, users, validate
 
@@ -348,13 +347,9 @@ def _write_rows(actor, rows, type_ids, stamp, filename):
            .where(Customer.customer_no.between(*numbers))}
     CustomerGram.add([(ids[r["customer_no"]], r["name"], r["phone"], r["customer_no"])
                       for r in records])
-    AuditLog.insert_rows([
-        {"created_at": stamp, "user": actor.user.id if actor.user else None,
-         "username": actor.username, "ip": actor.ip, "action": "customer.create",
-         "object_type": "customer", "object_id": str(ids[r["customer_no"]]),
-         "detail": json.dumps({"after": _audited(r, row.values["type_name"]), "source": filename},
-                              ensure_ascii=False)}
-        for r, row in zip(records, rows, strict=True)])
+    audit.record_many(actor, "customer.create", "customer", [
+        (ids[r["customer_no"]], {"after": _audited(r, row.values["type_name"]), "source": filename})
+        for r, row in zip(records, rows, strict=True)], stamp)
     return _open_cards(actor, rows, [ids[r["customer_no"]] for r in records], stamp)
 
 
