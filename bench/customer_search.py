@@ -22,7 +22,8 @@ from _common import recreate_mysql  # noqa: E402
 
 from crm import create_app  # noqa: E402
 from crm import db as crm_db  # noqa: E402
-from crm.models import Counter, Customer, CustomerGram, CustomerType, User  # noqa: E402
+from crm.models import Counter, Customer, CustomerType, User  # noqa: E402
+from crm.search_index import CustomerGram  # noqa: E402
 from crm.services import SYSTEM, customer_import, customers  # noqa: E402
 from crm.services.demo import fake_customers  # noqa: E402
 

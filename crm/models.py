@@ -5,7 +5,6 @@ from peewee import (
     BigIntegerField,
     BooleanField,
     CharField,
-    CompositeKey,
     DateField,
     DateTimeField,
     ForeignKeyField,
@@ -13,7 +12,6 @@ from peewee import (
     Model,
     SmallIntegerField,
     TextField,
-    fn,
 )
 
 from crm.clock import now
@@ -165,7 +163,7 @@ class Customer(BaseModel):
     updated_at = DateTimeField(default=now)
     last_visit_at = DateTimeField(null=True)
     # lower(name)|phone|customer_no (make_search_text), searched byte-wise (migration 0003).
-    # Every writer of a name, phone or number sets it and re-indexes CustomerGram in the same
+    # Every writer of a name, phone or number sets it and re-indexes crm.search_index.CustomerGram in the same
     # transaction: customers.create_customer / update_customer, the import, the demo data; a
     # restore brings the index in line (CustomerGram.follow). No save() does it behind them.
     search_text = CharField(max_length=120, default="")
@@ -185,6 +183,8 @@ class Customer(BaseModel):
     @classmethod
     def search(cls, q="", type_id=None, archived=False):
         """Customers whose name, phone or number contains q (one indexed column, see search_text)."""
+        from crm.search_index import CustomerGram  # the index's own module (it derives from us)
+
         query = cls.select()
         # "|" would span fields.
         q = (q or "").strip().lower().replace("|", "")
@@ -202,133 +202,6 @@ class Customer(BaseModel):
         if archived is not None:
             query = query.where(cls.archived == bool(archived))
         return query
-
-
-def _cjk(text):
-    """True when every character is a CJK ideograph (one carries as much as three letters)."""
-    return all("\u3400" <= ch <= "\u9fff" or "\uf900" <= ch <= "\ufaff" or ch >= "\U00020000"
-               for ch in text)
-
-
-class CustomerGram(BaseModel):
-    """The search index: every three-character piece of each customer's (lower-cased) name,
-    phone and number, plus single ideographs and pairs of them, so that a search reads a few
-    index entries instead of every customer. Derived from t_customer: never backed up, brought
-    in line by a restore (follow). A stale piece only adds a candidate (the text is compared afterwards); a
-    missing one would hide a customer, so every write of a name, phone or number indexes it."""
-
-    gram = CharField(max_length=3)
-    customer_id = IntegerField()  # no foreign key: bulk loads stay cheap, customers never go
-
-    class Meta:
-        table_name = "t_customer_gram"
-        primary_key = CompositeKey("gram", "customer_id")
-
-    @staticmethod
-    def grams(*fields):
-        """The pieces indexed for these field values."""
-        found = set()
-        for text in fields:
-            text = (text or "").lower()
-            found.update(text[i:i + 3] for i in range(len(text) - 2))
-            if text.isascii():  # phones, numbers, Latin names: no ideographs
-                continue
-            ideograph = [_cjk(ch) for ch in text] + [False]
-            for i, ch in enumerate(text):
-                if ideograph[i]:
-                    found.add(ch)
-                    if ideograph[i + 1]:
-                        found.add(text[i:i + 2])
-        return found
-
-    @staticmethod
-    def pieces(q):
-        """The indexed pieces any customer containing `q` holds (its last three trigrams: a
-        phone's tail is its most telling part), or None when q is too short for the index."""
-        if len(q) >= 3:
-            return list(dict.fromkeys(q[i:i + 3] for i in range(len(q) - 3, -1, -1)))[:3]
-        return [q] if _cjk(q) else None
-
-    @classmethod
-    def _each(cls, query, pairs):
-        """Run `query` (one statement with a gram and a customer id) for every (gram, id) pair.
-        The statement is built once and the pairs go through the driver's executemany: peewee's
-        insert_many spent 11 of 17 s building the text for 10,000 customers."""
-        executemany(cls._meta.database, query.sql()[0], pairs)
-
-    @classmethod
-    def _insert(cls, pairs):
-        # Ignoring a piece already there: two edits of one customer at the same moment.
-        cls._each(cls.insert(gram="", customer_id=0).on_conflict_ignore(), pairs)
-
-    @classmethod
-    def _delete(cls, pairs):
-        cls._each(cls.delete().where((cls.gram == "") & (cls.customer_id == 0)), pairs)
-
-    @classmethod
-    def add(cls, rows):
-        """Index customers: rows of (id, name, phone, customer_no)."""
-        cls._insert([(gram, row[0]) for row in rows for gram in cls.grams(*row[1:])])
-
-    @classmethod
-    def change(cls, customer_id, before, after):
-        """Re-index one customer whose (name, phone, customer_no) went from `before` to `after`."""
-        old, new = cls.grams(*before), cls.grams(*after)
-        cls._delete([(gram, customer_id) for gram in sorted(old - new)])
-        cls._insert([(gram, customer_id) for gram in sorted(new - old)])
-
-    @classmethod
-    def _customers(cls):
-        return (Customer.select(Customer.id, Customer.name, Customer.phone, Customer.customer_no)
-                .order_by(Customer.id).tuples().iterator())
-
-    @classmethod
-    def indexed(cls):
-        """What the index was made from, {customer id: (name, phone, customer_no)}; None when it
-        does not hold exactly as many pieces, and as many for each customer as a weighted sum
-        tells, as those customers have (then follow() rebuilds). Pieces lost, or moved from one
-        customer to another, are caught; stale pieces would only add candidates."""
-        found, pieces, weight = {}, 0, 0
-        for customer_id, *fields in cls._customers():
-            found[customer_id] = tuple(fields)
-            count = len(cls.grams(*fields))
-            pieces += count
-            weight += count * customer_id
-        held = cls.select(fn.COUNT(SQL("*")), fn.COALESCE(fn.SUM(cls.customer_id), 0)).tuples()
-        return found if tuple(map(int, held.get())) == (pieces, weight) else None
-
-    @classmethod
-    def follow(cls, before):
-        """After the customers were replaced wholesale (a restore): re-index those whose name,
-        phone or number changed, drop the pieces of those gone, index the new ones; the rest stay
-        (a restore mostly brings back the customers that are there: deleting and re-inserting
-        1.8 million rows for 100,000 customers took longer than everything else). `before`:
-        indexed() from before the change (it is used up); None rebuilds the whole index."""
-        if before is None:
-            cls.rebuild()
-            return
-        gone, changed = [], []
-        for customer_id, *fields in cls._customers():
-            was = before.pop(customer_id, None)
-            if was != tuple(fields):
-                gone.extend((gram, customer_id) for gram in cls.grams(*was or ()))
-                changed.append((customer_id, *fields))
-        for customer_id, was in before.items():
-            gone.extend((gram, customer_id) for gram in cls.grams(*was))
-        cls._delete(gone)
-        cls.add(changed)
-
-    @classmethod
-    def rebuild(cls):
-        """Index every customer afresh (after a restore or a bulk load of t_customer)."""
-        cls.delete().execute()
-        batch = []
-        for row in cls._customers():
-            batch.append(row)
-            if len(batch) == 2000:
-                cls.add(batch)
-                batch = []
-        cls.add(batch)
 
 
 class Card(BaseModel):
@@ -495,13 +368,13 @@ class RestoreHold(BaseModel):
         table_name = "t_restore_hold"
 
 
+# Every table's model but the search index's, which lives in crm.search_index (all_models()).
 ALL_MODELS = (
     User,
     AuthToken,
     LoginThrottle,
     CustomerType,
     Customer,
-    CustomerGram,
     Card,
     CardRecord,
     ConsumeRecord,
@@ -515,3 +388,10 @@ ALL_MODELS = (
 
 # Tables whose rows are never changed or removed once written; the database refuses it.
 APPEND_ONLY_TABLES = ("t_card_record", "t_consume_record", "t_audit_log")
+
+
+def all_models():
+    """Every table's model, the search index's (crm.search_index.CustomerGram) included."""
+    from crm.search_index import CustomerGram
+
+    return (*ALL_MODELS, CustomerGram)

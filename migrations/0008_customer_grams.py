@@ -1,4 +1,4 @@
-"""Customer search through an index of pieces (t_customer_gram, see models.CustomerGram): a search
+"""Customer search through an index of pieces (t_customer_gram, see crm.search_index.CustomerGram): a search
 for a phone's last four digits read all 100,000 customers' search text (~40 ms on MariaDB, most of
 the server's time under load); through the index it reads a few hundred entries. The table is
 filled here from the customers already there; it is derived data, so re-running refills it."""
@@ -28,7 +28,7 @@ def up(migrator, db):
     # binding is shared by every thread, and this runs on a scratch database (a backup's check)
     # while the app serves requests through the same models.
     from crm.db import executemany
-    from crm.models import CustomerGram as Live
+    from crm.search_index import CustomerGram as Live
 
     rows = db.execute_sql("SELECT id, name, phone, customer_no FROM t_customer").fetchall()
     db.execute_sql("DELETE FROM t_customer_gram")

@@ -6,7 +6,8 @@ import random
 import pytest
 
 from crm import db as crm_db
-from crm.models import Customer, CustomerGram
+from crm.models import Customer
+from crm.search_index import CustomerGram
 from crm.services import SYSTEM, backups, customer_import, customers, demo
 from tests.ledger_helpers import make_shop
 from tests.test_customer_import import sheet_bytes

@@ -14,8 +14,9 @@ from peewee import IntegrityError
 from crm.clock import now
 from crm.db import db
 from crm.errors import Conflict, CrmError, Forbidden, NotFound, ValidationError
-from crm.models import Card, Counter, Customer, CustomerGram, CustomerType
+from crm.models import Card, Counter, Customer, CustomerType
 from crm.money import parse_optional
+from crm.search_index import CustomerGram
 from crm.services import audit, cards, customers, excel, ledger, names, users, validate
 
 COLUMNS = ("姓名", "性别", "电话", "地址", "客户类型", "生日", "备注", "卡号", "期初余额")

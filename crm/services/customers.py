@@ -8,7 +8,8 @@ from peewee import JOIN, SQL, IntegrityError, fn
 from crm.clock import now
 from crm.db import db
 from crm.errors import Conflict, NotFound, ValidationError
-from crm.models import AuditLog, Counter, Customer, CustomerGram, CustomerType
+from crm.models import AuditLog, Counter, Customer, CustomerType
+from crm.search_index import CustomerGram
 from crm.services import audit, excel, ledger, page_number, paging, validate
 
 GENDERS = ("男", "女", "未知")

@@ -180,7 +180,8 @@ def seed_bulk(database, operator, customers=1000, entries=10000, heavy=(), seed=
     over the last `days` days, sealed and balanced, with consume records. `heavy` lists entry
     counts for the first customers (e.g. one with 10,000). Bulk inserts, explicit ids."""
     from crm.db import is_mysql
-    from crm.models import Card, CardRecord, Counter, Customer, CustomerGram, CustomerType
+    from crm.models import Card, CardRecord, Counter, Customer, CustomerType
+    from crm.search_index import CustomerGram
     from crm.services import ledger
     from crm.services.cards import generated_card_no
     from crm.services.customers import format_number

@@ -4,10 +4,8 @@ import hashlib
 import json
 
 from crm import db as crm_db
-from crm.models import (
-    Customer,
-    CustomerGram,
-)
+from crm.models import Customer
+from crm.search_index import CustomerGram
 from crm.services.backups.common import (
     MAX_LINE_BYTES,
     NOT_CARRIED,
