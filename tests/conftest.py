@@ -10,6 +10,7 @@ Time: every test runs with the app's one clock (crm.clock) moved to FIXED_NOW, r
 there, so nothing depends on the day the suite runs. A test whose outcome depends on the date
 takes the `clock` fixture: it runs once at FIXED_NOW and once a year ahead of the real date.
 """
+import contextlib
 import datetime
 import os
 import re
@@ -340,12 +341,33 @@ def api_token(client, make_user):
 @pytest.fixture
 def live_server(app):
     """The app served by a real waitress server on a free loopback port; yields its base URL."""
-    server = create_server(app, host="127.0.0.1", port=0, threads=8)
-    thread = threading.Thread(target=server.run, daemon=True)
+    with serving(app, threads=8) as base:
+        yield base
+
+
+@contextlib.contextmanager
+def serving(app, threads):
+    """The app on a real waitress server on a free loopback port, stopped afterwards. close()
+    from this thread can land while the server's loop sits in select() on the socket it closes
+    (EBADF): that one error, after the stop was asked for, ends the loop quietly."""
+    server = create_server(app, host="127.0.0.1", port=0, threads=threads)
+    stopping = threading.Event()
+
+    def run():
+        try:
+            server.run()
+        except OSError:
+            if not stopping.is_set():
+                raise
+
+    thread = threading.Thread(target=run, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{server.effective_port}"
-    server.close()
-    thread.join(timeout=5)
+    try:
+        yield f"http://127.0.0.1:{server.effective_port}"
+    finally:
+        stopping.set()
+        server.close()
+        thread.join(timeout=10)
 
 
 @pytest.fixture(scope="session")

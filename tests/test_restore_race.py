@@ -1,7 +1,6 @@
 """A restore while the staff keep taking money (issue 15.1), on SQLite and MariaDB, through a real
 waitress server: nothing answered 201 is lost, no entry of the old chains lands in the restored
 data, the charges refused meanwhile were refused at once with 503 and Retry-After."""
-import contextlib
 import json
 import threading
 import time
@@ -11,27 +10,16 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from waitress.server import create_server
 
 from crm.models import CardRecord
 from crm.services import backups, demo
-from tests.conftest import PASSWORD
+from tests.conftest import PASSWORD, serving
 from tests.ledger_helpers import key, make_shop, run
 
 CHARGERS = 20
 
 
-@contextlib.contextmanager
-def serve(app, threads):
-    """The app on a real waitress server on a free loopback port; yields its base URL."""
-    server = create_server(app, host="127.0.0.1", port=0, threads=threads)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.effective_port}"
-    finally:
-        server.close()
-        thread.join(timeout=10)
+serve = serving  # the app on a real waitress server (tests/conftest.py)
 
 
 def call(url, body, token=None, idempotency_key=None, timeout=120):
