@@ -103,8 +103,7 @@ def json_object():
     try:
         data = json.loads(request.get_data(cache=True))
     except RecursionError:
-        raise ValidationError(f"请求体嵌套太深（最多 {MAX_JSON_DEPTH} 层）", code="invalid_json",
-                              status=400) from None
+        raise _too_deep() from None
     except ValueError:
         raise ValidationError("请求体不是有效的 JSON（须为 UTF-8 编码的 JSON 对象）",
                               code="invalid_json", status=400) from None
@@ -115,14 +114,18 @@ def json_object():
     return data
 
 
+def _too_deep():
+    return ValidationError(f"请求体嵌套太深（最多 {MAX_JSON_DEPTH} 层）", code="invalid_json",
+                           status=400)
+
+
 def _check_tree(data):
     """Depth and lone surrogates, walked without recursion."""
     stack = [(data, 1, "")]
     while stack:
         node, depth, path = stack.pop()
         if depth > MAX_JSON_DEPTH:
-            raise ValidationError(f"请求体嵌套太深（最多 {MAX_JSON_DEPTH} 层）", code="invalid_json",
-                                  status=400)
+            raise _too_deep()
         items = node.items() if isinstance(node, dict) else enumerate(node) \
             if isinstance(node, list) else ()
         for key, value in items:

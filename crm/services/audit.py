@@ -2,6 +2,7 @@
 import json
 
 from crm.models import AuditLog
+from crm.services import paging
 
 
 def record(actor, action, object_type="", object_id="", **detail):
@@ -73,8 +74,6 @@ def search(username="", action="", start=None, end=None, page=1):
         query = query.where(AuditLog.created_at < datetime.datetime.combine(
             end + datetime.timedelta(days=1), datetime.time()))
     total = query.count()
-    from crm.services import paging
-
     rows = list(query.order_by(AuditLog.id.desc()).paginate(paging(total, page, PER_PAGE)[0],
                                                             PER_PAGE))
     return rows, total

@@ -200,16 +200,24 @@ def preview(data, create_types=False):
     type_ids = {t.name: t.id for t in CustomerType.select(CustomerType.id, CustomerType.name)}
     for row in rows:
         _check_row(row, type_ids)
-    holders = _already_held(Customer.phone, _unique_in_file(rows, "phone", "电话"),
-                            Customer.name, Customer.customer_no)
-    taken_cards = _already_held(Card.card_no, _unique_in_file(rows, "card_no", "卡号"))
+    for row, kind, message in _stored_clashes(rows, _unique_in_file(rows, "phone", "电话"),
+                                              _unique_in_file(rows, "card_no", "卡号")):
+        row.errors.append((kind, message))
+    return Preview(rows=rows, create_types=create_types)
+
+
+def _stored_clashes(rows, phones, card_nos):
+    """(row, field, message) for each of `rows` whose phone or card number (among `phones`,
+    `card_nos`) a stored customer or card already has: the preview's check, and each part's
+    again inside its transaction."""
+    holders = _already_held(Customer.phone, phones, Customer.name, Customer.customer_no)
+    taken = _already_held(Card.card_no, card_nos)
     for row in rows:
         holder = holders.get(row.values.get("phone"))
         if holder:
-            row.errors.append(("phone", customers.duplicate_phone(holder).message))
-        if row.values.get("card_no") in taken_cards:
-            row.errors.append(("card_no", f"卡号 {row.values['card_no']} 已存在"))
-    return Preview(rows=rows, create_types=create_types)
+            yield row, "phone", customers.duplicate_phone(holder).message
+        if row.values.get("card_no") in taken:
+            yield row, "card_no", f"卡号 {row.values['card_no']} 已存在"
 
 
 # A large sheet is written in confirmed parts of this many rows, each its own short transaction
@@ -291,19 +299,13 @@ def _type_ids(actor, new_types, filename):
 def _still_free(part):
     """The rows of `part` whose phone and card number nobody took since the preview, and the
     others as [(line, reason)]. Runs inside the part's transaction."""
-    holders = _already_held(Customer.phone, [r.values["phone"] for r in part],
-                            Customer.name, Customer.customer_no)
-    taken = _already_held(Card.card_no, [r.values["card_no"] for r in part if r.values["card_no"]])
-    free, late = [], []
-    for row in part:
-        holder = holders.get(row.values["phone"])
-        if holder:
-            late.append((row.line, customers.duplicate_phone(holder).message + "（预览之后）"))
-        elif row.values["card_no"] in taken:
-            late.append((row.line, f"卡号 {row.values['card_no']} 在预览之后已被使用"))
-        else:
-            free.append(row)
-    return free, late
+    taken = {}
+    for row, _kind, message in _stored_clashes(
+            part, [r.values["phone"] for r in part],
+            [r.values["card_no"] for r in part if r.values["card_no"]]):
+        taken.setdefault(row.line, message + "（预览之后）")
+    return ([row for row in part if row.line not in taken],
+            [(row.line, taken[row.line]) for row in part if row.line in taken])
 
 
 def _import_part(actor, part, type_ids, stamp, filename, result):

@@ -83,7 +83,6 @@ def rename_clashes(database):
     from crm.services.users import USERNAME_RE
 
     renamed = []
-    param = database.param
     for what, table, column, form, _command in RULES:
         rows = _rows(database, table, column)
         taken = {form(value) for _id, value in rows}
@@ -99,10 +98,15 @@ def rename_clashes(database):
                                                      or USERNAME_RE.match(form(candidate))):
                     break
             taken.add(form(candidate))
-            database.execute_sql(f"UPDATE {table} SET {column} = {param} WHERE id = {param}",
-                                 (candidate, row_id))
+            _set(database, table, column, row_id, candidate)
             renamed.append((what, value, candidate))
     return renamed
+
+
+def _set(database, table, column, row_id, value):
+    param = database.param
+    database.execute_sql(f"UPDATE {table} SET {column} = {param} WHERE id = {param}",
+                         (value, row_id))
 
 
 def _audit(database, action, object_type, object_id, username, detail):
@@ -127,8 +131,7 @@ def store_forms(database):
             for row_id, value in _rows(database, table, column):
                 if form(value) == value:
                     continue
-                database.execute_sql(f"UPDATE {table} SET {column} = {param} WHERE id = {param}",
-                                     (form(value), row_id))
+                _set(database, table, column, row_id, form(value))
                 if table == "t_user":
                     database.execute_sql(
                         f"UPDATE t_user SET display_name = {param} "
@@ -163,10 +166,8 @@ def rename(database, what, old, new):
         raise NotFound(f"没有{label}“{old}”（须与库中写法完全一致）", code="name_not_found")
     if any(form(value) == new and row_id != target[0] for row_id, value in rows):
         raise Conflict(f"{label}“{new}”已被使用，请换一个", code="name_taken")
-    param = database.param
     with database.atomic():
-        database.execute_sql(f"UPDATE {table} SET {column} = {param} WHERE id = {param}",
-                             (new, target[0]))
+        _set(database, table, column, target[0], new)
         _audit(database, f"{table[2:]}.rename", table[2:], target[0],
                "命令行", {"before": {column: old}, "after": {column: new}})
     return new

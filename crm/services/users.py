@@ -5,6 +5,7 @@ import hmac
 import json
 import re
 import secrets
+import time
 
 import bcrypt
 from peewee import IntegrityError, OperationalError
@@ -18,9 +19,6 @@ from crm.services import Actor, audit, names
 USERNAME_RE = re.compile(r"^[\w.\-@]{2,50}$")
 PASSWORD_MIN = 8
 PASSWORD_MAX_BYTES = 72  # bcrypt reads no further; refuse rather than silently truncate
-
-# A real bcrypt hash to check against when the user name does not exist, so that a wrong name
-# and a wrong password take the same time and give the same answer.
 
 LOGIN_FAILED = "用户名或密码错误"
 
@@ -106,7 +104,7 @@ def create_first_admin(actor, username, password, display_name=""):
 
 def _dummy_hash():
     """A hash of the cost real ones are made with, checked when the name is unknown: the same
-    bcrypt work either way, so the answer's timing does not tell which names exist."""
+    bcrypt work and the same answer either way, so neither tells which names exist."""
     rounds = Settings.bcrypt_rounds
     if rounds not in _DUMMY_HASHES:
         _DUMMY_HASHES[rounds] = bcrypt.hashpw(b"not-a-real-password",
@@ -142,8 +140,6 @@ def _with_throttle_row(name, change):
     """Run change(row) in one transaction on the name's locked throttle row. MySQL may pick one
     of several logins of one name arriving together as a deadlock victim (1213: a row deleted
     by a right password and made again by the next attempts): that one runs again."""
-    import time
-
     for attempt in range(50):
         try:
             _ensure_throttle_row(name)
@@ -161,19 +157,18 @@ def _with_throttle_row(name, change):
 STALE_CHECK_SECONDS = 30  # a check in flight longer than this died with its process
 
 
-def _looks_taken(row, stamp, window, limit):
-    """From a plain read: "locked" / "busy" when no place can be had now, else None."""
-    if row is None:
-        return None
+def _place(row, stamp, window, limit):
+    """The name's state as `row` says: (state, failures, pending, new window) with state
+    "locked", "busy" (every place taken by checks in flight) or "free"; failures and pending as
+    they count now (a window that ended counts nothing, a check in flight too long is dead)."""
     if row.locked_until and row.locked_until > stamp:
-        return "locked"
-    new_window = row.locked_until or not row.last_failure_at \
-        or row.last_failure_at <= stamp - window
-    stale = row.last_failure_at and \
-        row.last_failure_at <= stamp - datetime.timedelta(seconds=STALE_CHECK_SECONDS)
-    if not new_window and not stale and row.failures + row.pending >= limit:
-        return "busy"
-    return None
+        return "locked", row.failures, row.pending, False
+    failures, pending, new_window = row.failures, row.pending, False
+    if row.locked_until or not row.last_failure_at or row.last_failure_at <= stamp - window:
+        failures, pending, new_window = 0, 0, True
+    elif row.last_failure_at <= stamp - datetime.timedelta(seconds=STALE_CHECK_SECONDS):
+        pending = 0
+    return ("busy" if failures + pending >= limit else "free"), failures, pending, new_window
 
 
 def reserve_attempt(name, limit=None, minutes=None):
@@ -188,22 +183,18 @@ def reserve_attempt(name, limit=None, minutes=None):
     window = datetime.timedelta(minutes=minutes or Settings.lock_minutes)
     stamp = now()
     seen = LoginThrottle.get_or_none(LoginThrottle.username == name)
-    taken = _looks_taken(seen, stamp, window, limit)
-    if taken:
-        return taken, seen.locked_until if taken == "locked" else None
+    if seen is not None:
+        state = _place(seen, stamp, window, limit)[0]
+        if state != "free":
+            return state, seen.locked_until if state == "locked" else None
     began = []
 
     def hold_place(row):
-        if row.locked_until and row.locked_until > stamp:
-            return "locked", row.locked_until
-        failures, pending = row.failures, row.pending
-        if row.locked_until or not row.last_failure_at or row.last_failure_at <= stamp - window:
-            failures, pending = 0, 0  # a new window
+        state, failures, pending, new_window = _place(row, stamp, window, limit)
+        if state != "free":
+            return state, row.locked_until if state == "locked" else None
+        if new_window:
             began.append(True)
-        elif row.last_failure_at <= stamp - datetime.timedelta(seconds=STALE_CHECK_SECONDS):
-            pending = 0
-        if failures + pending >= limit:
-            return "busy", None
         (LoginThrottle.update(failures=failures, pending=pending + 1, last_failure_at=stamp,
                               locked_until=None)
          .where(LoginThrottle.username == name).execute())
@@ -250,14 +241,23 @@ def record_failure(name, limit=None, minutes=None):
 def _wait_for_place(name, limit=None, minutes=None, seconds=5.0):
     """reserve_attempt, waiting while every place is taken by checks in flight (right passwords
     of one name arriving together); ("busy", None) if none frees within `seconds`."""
-    import time
-
     deadline = time.monotonic() + seconds
     while True:
         state, value = reserve_attempt(name, limit, minutes)
         if state != "busy" or time.monotonic() > deadline:
             return state, value
         time.sleep(0.05)
+
+
+def _login_place(name):
+    """A place for one password check of `name` (a login, or the old password on the password
+    page), waiting while checks in flight hold them all; its number in the window, or 429."""
+    state, value = _wait_for_place(name)
+    if state == "locked":
+        raise AuthError(locked_message(value), code="login_locked", status=429)
+    if state == "busy":
+        raise AuthError("同一用户名的登录请求太多，请稍后再试", code="login_busy", status=429)
+    return value
 
 
 def forget_attempts(name):
@@ -281,11 +281,7 @@ def authenticate(actor, username, password):
         # same bcrypt work as any other refusal.
         _check_password(password, _dummy_hash())
         raise AuthError(LOGIN_FAILED, code="login_failed")
-    state, value = _wait_for_place(name)
-    if state == "locked":
-        raise AuthError(locked_message(value), code="login_locked", status=429)
-    if state == "busy":
-        raise AuthError("同一用户名的登录请求太多，请稍后再试", code="login_busy", status=429)
+    value = _login_place(name)
     user = User.get_or_none(User.username == name)
     ok = _check_password(password, user.password_hash if user else _dummy_hash())
     if not (ok and user and user.active):
@@ -525,10 +521,7 @@ def change_own_password(actor, old_password, new_password, keep_token=None):
     user = get_user(actor.user.id)
     # The old password is a password check like a login's: the same places and lock, so a
     # stolen session cannot try passwords without limit.
-    state, value = _wait_for_place(user.username)
-    if state != "ok":
-        raise AuthError(locked_message(value) if state == "locked"
-                        else "请求太多，请稍后再试", code="login_locked", status=429)
+    _login_place(user.username)
     if not _check_password(old_password, user.password_hash):
         record_failure(user.username)
         raise ValidationError("原密码不正确", code="wrong_password", field="old_password")
