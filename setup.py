@@ -21,6 +21,8 @@ setup(
         "APScheduler>=3.10,<4",
         "jsonschema>=4.18,<5",
         "tomlkit>=0.12,<1",
+        # The API's typed declarations: inputs, answers and the OpenAPI document (crm/api/declare.py).
+        "pydantic>=2.11,<3",
     ],
     # Ranges for people who pip install it; the exact set the suite was last green with is
     # constraints.txt (pip install -c constraints.txt ...; refreshed by `bash .ci/lock`).
@@ -32,6 +34,9 @@ setup(
             "hypothesis>=6.100",
             "schemathesis>=4.3,<5",
             "ruff>=0.6",
+            # The generated-client test (tests/test_generated_client.py) builds a client from the
+            # served document with it.
+            "openapi-python-client>=0.29,<0.30",
         ],
     },
     entry_points={"console_scripts": ["crm=crm.cli:main"]},
