@@ -6,7 +6,7 @@ import re
 from functools import lru_cache
 
 from flask.testing import FlaskClient
-from jsonschema import Draft7Validator
+from jsonschema import Draft202012Validator
 
 from crm.api.contract import _to_json_schema
 from crm.api.openapi import document
@@ -26,7 +26,7 @@ def _operations():
             answers = {}
             for status, response in operation.get("responses", {}).items():
                 schema = response.get("content", {}).get("application/json", {}).get("schema")
-                answers[status] = (Draft7Validator(_to_json_schema(schema, components))
+                answers[status] = (Draft202012Validator(_to_json_schema(schema, components))
                                    if schema else None)
             found.append((pattern, method.upper(), answers))
     return found

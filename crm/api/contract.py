@@ -1,8 +1,8 @@
 """The OpenAPI document is the contract, and this module enforces it on every API request.
 
 Before a view runs, the query parameters, the headers and the JSON body are checked against the
-operation's entry in crm.api.openapi with jsonschema. A request the document does not allow is
-refused here with a 422 in Chinese that names the field, so the services (which also serve the
+operation's entry in crm.api.openapi (built from its declaration, crm.api.declare) with
+jsonschema. A request the document does not allow is refused here with a 422 in Chinese that names the field, so the services (which also serve the
 web forms and the Excel import, and are lenient about "numbers typed as text") never see a
 wrong type from the API, and the document cannot drift from what the API accepts: the
 schemathesis run in the suite sends requests that break the document and expects them refused.
@@ -12,7 +12,7 @@ import re
 from functools import lru_cache
 
 from flask import g, request
-from jsonschema import Draft7Validator
+from jsonschema import Draft202012Validator
 
 from crm.errors import ValidationError
 
@@ -23,19 +23,19 @@ _TYPE_NAMES = {"string": "文字", "integer": "整数", "number": "数字", "boo
 
 
 def _to_json_schema(schema, components):
-    """An OpenAPI 3.0 schema as plain JSON Schema: $refs inlined, `nullable` as a null type."""
+    """An OpenAPI 3.1 schema as plain JSON Schema: $refs inlined, annotations dropped."""
     if isinstance(schema, list):
         return [_to_json_schema(item, components) for item in schema]
     if not isinstance(schema, dict):
         return schema
     if "$ref" in schema:
         return _to_json_schema(components[schema["$ref"].rsplit("/", 1)[1]], components)
-    out = {k: _to_json_schema(v, components) for k, v in schema.items()
-           if k not in ("nullable", "example", "description")}
-    if schema.get("nullable"):
-        out["type"] = [schema["type"], "null"]
-        if "enum" in out:
-            out["enum"] = [*out["enum"], None]
+    out = {}
+    for key, value in schema.items():
+        if key in ("properties", "patternProperties"):  # names, not keywords
+            out[key] = {name: _to_json_schema(sub, components) for name, sub in value.items()}
+        elif key not in ("example", "examples", "description", "title"):
+            out[key] = _to_json_schema(value, components)
     return out
 
 
@@ -55,8 +55,8 @@ class Operation:
 
     @staticmethod
     def _validator(schema, components):
-        return Draft7Validator(_to_json_schema(schema, components),
-                               format_checker=Draft7Validator.FORMAT_CHECKER)
+        return Draft202012Validator(_to_json_schema(schema, components),
+                                    format_checker=Draft202012Validator.FORMAT_CHECKER)
 
     def check(self):
         unknown = sorted(set(request.args) - set(self.query))

@@ -1,8 +1,8 @@
 """充值赠送规则 (admin): 充 min_amount 送 bonus. Rules are switched off, never deleted."""
 from crm.errors import Conflict, NotFound
 from crm.models import RechargeRule
-from crm.money import format_yuan
-from crm.services import audit
+from crm.money import check_fen, format_yuan
+from crm.services import audit, ledger
 
 
 def active_rules():
@@ -16,7 +16,9 @@ def describe(rules):
 
 
 def create_rule(actor, min_amount, bonus):
-    """Add a rule (amounts in fen, both already checked as positive)."""
+    """Add a rule (amounts in fen, positive; each within the per-operation limit)."""
+    min_amount = check_fen(min_amount, ledger.Settings.max_amount, "min_amount")
+    bonus = check_fen(bonus, ledger.Settings.max_amount, "bonus")
     if RechargeRule.select().where(RechargeRule.active
                                    & (RechargeRule.min_amount == min_amount)).exists():
         raise Conflict(f"已有“充 {format_yuan(min_amount)}”的规则，请先停用它",

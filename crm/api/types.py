@@ -1,0 +1,86 @@
+"""The API's value types, written once: money in and out, ids, text, payment methods.
+
+Each is a pydantic type whose JSON Schema goes into the OpenAPI document and whose parsing and
+serializing run in the declared operations (crm.api.declare). Money is integer fen inside and a
+yuan string with two decimals outside; the input type and the output type are kept apart, so an
+internal 1230 fen can never be read back as 1230 yuan.
+"""
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    Strict,
+    ValidationInfo,
+    WithJsonSchema,
+)
+
+from crm.money import format_fen, parse_amount, parse_optional
+
+# Ids are 32-bit: the app's URL converter refuses larger numbers (404) instead of overflowing
+# the database driver.
+MAX_ID = 2**31 - 1
+MAX_PAGE = 100000
+
+YUAN_SCHEMA = {"type": "string", "pattern": "^-?[0-9]+[.][0-9]{2}$", "example": "100.00"}
+AMOUNT_SCHEMA = {"oneOf": [{"type": "string", "example": "100.00"}, {"type": "number"}],
+                 "description": "元，最多两位小数，大于 0，不超过单笔上限"}
+
+
+def _fen(value, info: ValidationInfo):
+    """A positive yuan amount ("12.30" or 12.3) as fen; crm.money's rule and Chinese messages.
+    The per-operation limit is the service's (crm.services.cards, recharge_rules)."""
+    return parse_amount(value, None, info.field_name)
+
+
+def _fen_or_none(value, info: ValidationInfo):
+    """An amount that may be left out (None or ""): then None, else as _fen."""
+    if value is None or value == "":
+        return None
+    return _fen(value, info)
+
+
+def _fen_or_zero(value, info: ValidationInfo):
+    """An amount that may be zero or left out (a bonus): None, 0 or fen."""
+    return parse_optional(value, None, info.field_name)
+
+
+# Money read from a request: a yuan string or number, parsed into fen.
+Amount = Annotated[int, BeforeValidator(_fen), WithJsonSchema(AMOUNT_SCHEMA)]
+OptionalAmount = Annotated[int | None, BeforeValidator(_fen_or_none), WithJsonSchema(AMOUNT_SCHEMA)]
+Bonus = Annotated[int | None, BeforeValidator(_fen_or_zero), WithJsonSchema(AMOUNT_SCHEMA)]
+
+# Money in an answer: integer fen given by a service, written as "12.30".
+Yuan = Annotated[int, Strict(), PlainSerializer(format_fen, return_type=str),
+                 WithJsonSchema(YUAN_SCHEMA)]
+
+# A moment as the API writes it: "2026-12-01 09:30:00" (local time, as the shop's clock shows).
+Stamp = Annotated[datetime, PlainSerializer(lambda moment: moment.isoformat(" "), return_type=str),
+                  WithJsonSchema({"type": "string"})]
+
+Id = Annotated[int, Field(ge=1, le=MAX_ID)]
+Page = Annotated[int, Field(ge=1, le=MAX_PAGE, description="页码")]
+Remark = Annotated[str, Field(max_length=200)]
+PaymentMethod = Literal["cash", "wechat", "alipay", "card", "other"]
+
+
+class Input(BaseModel):
+    """A request body or query: the document refuses unknown fields' wrong types before this
+    parses; fields the document does not name are ignored, as before."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
+class Output(BaseModel):
+    """An answer. Only the fields a view sets are written (model_dump(exclude_unset=True)), so
+    an optional key is absent rather than null, as the document says."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
+class Ok(Output):
+    ok: bool
