@@ -1,19 +1,16 @@
 """Member cards (卡账户管理) and consumption (消费记录管理): open, recharge, consume, reverse,
-freeze, report lost, reissue, close. Money moves only through crm.services.ledger."""
-import json
-import re
-
+and the card's entries and receipts. The state changes (freeze, report lost, reissue, close) are
+in crm.services.card_states, what both share in crm.services.card_common; this module is their
+surface too (cards.close, cards.get_card …). Money moves only through crm.services.ledger."""
 from peewee import JOIN, IntegrityError
 
 from crm.clock import now
 from crm.db import db
-from crm.errors import Conflict, NotFound, ValidationError
+from crm.errors import Conflict, NotFound
 from crm.models import (
-    AuditLog,
     Card,
     CardRecord,
     ConsumeRecord,
-    Counter,
     Customer,
     CustomerType,
     RechargeRule,
@@ -21,39 +18,32 @@ from crm.models import (
 )
 from crm.money import check_fen
 from crm.services import audit, page_number, paging, validate
+from crm.services.card_common import (  # noqa: F401 — the cards' surface: taken from here
+    _create_card,
+    _method,
+    _reason,
+    check_card_no,
+    generated_card_no,
+    get_card,
+)
+from crm.services.card_states import TRANSITIONS, change_status, close, reissue  # noqa: F401 — as above
 from crm.services.ledger import (
     BUSINESS_TYPES,
     NOT_CLOSED,
-    PAYMENT_METHODS,
     Line,
     Settings,
     Statements,
     discounted,
-    lock_card,
     member_discount,
     once,
     post,
-    seal_owners,
 )
 
-_CARD_NO = re.compile(r"^[A-Za-z0-9\-]{4,32}$")
 REVERSIBLE = ("recharge", "bonus", "consume", "opening")
 
 
 def _remark(value):
     return validate.text(value, "备注", "remark", 200)
-
-
-def _reason(value):
-    return validate.text(value, "原因", "reason", 200, required=True)
-
-
-def _method(value):
-    value = value or "cash"
-    if value not in PAYMENT_METHODS:
-        raise ValidationError("支付方式只能是 现金、微信、支付宝、银行卡 或 其他",
-                              code="invalid_payment_method", field="payment_method")
-    return value
 
 
 def _amount(fen, field="amount"):
@@ -67,54 +57,11 @@ def _bonus(fen):
     return _amount(fen, "bonus")
 
 
-def get_card(card_id):
-    """The card with its customer, or NotFound."""
-    card = (Card.select(Card, Customer).join(Customer)
-            .where(Card.id == card_id).first())
-    if card is None:
-        raise NotFound("会员卡不存在", code="card_not_found")
-    return card
-
-
 def cards_of(customer_id):
     """A customer's cards, active ones first."""
     order = {"active": 0, "frozen": 1, "lost": 2, "closed": 3}
     return sorted(Card.select().where(Card.customer == customer_id).order_by(Card.id),
                   key=lambda c: order.get(c.status, 9))
-
-
-def generated_card_no(number):
-    """A card number made by the system from the t_counter "card" sequence: 8 and 7 digits."""
-    return f"8{number:07d}"
-
-
-def check_card_no(card_no):
-    """A typed card number: 4–32 letters, digits or -."""
-    if not _CARD_NO.match(card_no):
-        raise ValidationError("卡号为 4–32 位字母、数字或 -", code="invalid_card_no", field="card_no")
-    return card_no
-
-
-def _new_card_no(card_no):
-    card_no = (card_no or "").strip()
-    if not card_no:
-        return generated_card_no(Counter.take("card"))
-    check_card_no(card_no)
-    if Card.select().where(Card.card_no == card_no).exists():
-        raise Conflict(f"卡号 {card_no} 已存在", code="duplicate_card_no", field="card_no")
-    return card_no
-
-
-def _create_card(actor, customer, card_no, remark=""):
-    try:
-        with db.atomic():
-            card = Card.create(card_no=_new_card_no(card_no), customer=customer.id,
-                               created_by=actor.user, remark=remark)
-            seal_owners([card.id])
-    except IntegrityError:
-        raise Conflict(f"卡号 {card_no} 已存在", code="duplicate_card_no", field="card_no") from None
-    audit.record(actor, "card.open", "card", card.id, customer=customer.id, card_no=card.card_no)
-    return card
 
 
 def bonus_for(amount):
@@ -293,127 +240,6 @@ def reverse(actor, record_id, key, reason):
         audit.record(actor, "ledger.reverse", "card_record", original.id, reason=reason,
                      reversal_ids=[r.id for r in posted.records])
         return _result(posted, reversed_ids=[t.id for t in targets])
-
-    return once(actor, key, parts, operation)
-
-
-# --- card states ----------------------------------------------------------------------------
-
-TRANSITIONS = {
-    "freeze": (("active",), "frozen", "冻结"),
-    "unfreeze": (("frozen", "lost"), "active", "恢复正常"),
-    "report_lost": (("active", "frozen"), "lost", "挂失"),
-}
-
-
-def change_status(actor, card_id, action, reason):
-    """冻结 / 恢复正常 / 挂失, with a reason; audited."""
-    if action not in TRANSITIONS:
-        raise ValidationError("未知的操作", code="invalid_action")
-    allowed, target, label = TRANSITIONS[action]
-    reason = _reason(reason)
-    with db.atomic():
-        card = get_card(card_id)
-        changed = (Card.update(status=target, updated_at=now())
-                   .where((Card.id == card_id) & Card.status.in_(allowed)).execute())
-        if not changed:
-            raise Conflict(f"该卡状态为“{Card.STATUSES[card.status]}”，不能{label}",
-                           code="invalid_card_status")
-        audit.record(actor, f"card.{action}", "card", card_id, reason=reason,
-                     changes={"status": [card.status, target]})
-    return get_card(card_id)
-
-
-def close(actor, card_id, key, reason, payment_method="cash"):
-    """注销: pay the paid part back as a refund, void the bonus part, then close the card."""
-    reason, method = _reason(reason), _method(payment_method)
-    parts = ["close", card_id, reason, method]
-
-    def operation():
-        lock_card(card_id)
-        card = get_card(card_id)
-        if card.status == "closed":
-            raise _closed(card)
-        stamp = now()
-
-        def split(paid, bonus):
-            lines = []
-            if paid:
-                lines.append(Line("refund", paid_delta=-paid, payment_method=method,
-                                  remark=f"注销退款：{reason}"[:200]))
-            if bonus:
-                lines.append(Line("bonus_void", bonus_delta=-bonus,
-                                  remark=f"注销，赠送金额不退：{reason}"[:200]))
-            return lines
-
-        result = {"card_id": card.id, "card_no": card.card_no, "refunded": card.paid_money,
-                  "bonus_voided": card.bonus_money, "record_ids": []}
-        if card.money:
-            posted = post(card.id, card.customer_id, -card.money, split, actor, key,
-                          allowed=NOT_CLOSED, verb="注销", stamp=stamp)
-            result["record_ids"] = [r.id for r in posted.records]
-        closed = (Card.update(status="closed", closed_at=stamp, updated_at=stamp)
-                  .where((Card.id == card.id) & (Card.status != "closed") & (Card.money == 0))
-                  .execute())
-        if not closed:
-            raise Conflict("该卡已注销", code="card_not_active")
-        audit.record(actor, "card.close", "card", card.id, reason=reason,
-                     refunded=card.paid_money, bonus_voided=card.bonus_money)
-        return {**result, "balance": 0}
-
-    return once(actor, key, parts, operation)
-
-
-def _closed(card):
-    """The refusal for a card closed already: by a reissue (卡已补卡, naming the new card) or by
-    a close (卡已注销) — what the loser of two at once is told."""
-    audit_row = (AuditLog.select(AuditLog.detail)
-                 .where((AuditLog.action == "card.reissue") & (AuditLog.object_id == str(card.id)))
-                 .first())
-    if audit_row is not None:
-        new_no = json.loads(audit_row.detail or "{}").get("new_card", "")
-        where = f"为新卡 {new_no}" if new_no else ""
-        return Conflict(f"该卡已补卡{where}，请使用新卡", code="card_reissued")
-    return Conflict("该卡已注销", code="card_closed")
-
-
-def reissue(actor, card_id, key, reason, new_card_no=""):
-    """补卡: a new card takes the old one's paid and bonus money over by a transfer pair of
-    entries; the old card ends closed."""
-    reason = _reason(reason)
-    parts = ["reissue", card_id, reason, new_card_no]
-
-    def operation():
-        lock_card(card_id)
-        old = get_card(card_id)
-        if old.status == "closed":
-            raise _closed(old)
-        new = _create_card(actor, old.customer, new_card_no, f"补卡，原卡 {old.card_no}")
-        stamp = now()
-        moved = {}
-
-        def take_all(paid, bonus):
-            moved.update(paid=paid, bonus=bonus)
-            return [Line("transfer_out", paid_delta=-paid, bonus_delta=-bonus,
-                         remark=f"补卡转出至 {new.card_no}：{reason}"[:200])]
-
-        if old.money:
-            post(old.id, old.customer_id, -old.money, take_all, actor, key, allowed=NOT_CLOSED,
-                 verb="补卡", stamp=stamp)
-            post(new.id, old.customer_id, old.money,
-                 lambda paid, bonus: [Line("transfer_in", paid_delta=moved["paid"],
-                                           bonus_delta=moved["bonus"],
-                                           remark=f"补卡转入，原卡 {old.card_no}")],
-                 actor, key, verb="补卡", stamp=stamp)
-        closed = (Card.update(status="closed", closed_at=stamp, updated_at=stamp)
-                  .where((Card.id == old.id) & (Card.money == 0) & (Card.status != "closed"))
-                  .execute())
-        if not closed:
-            raise Conflict("原卡余额在办理中发生变化，请重试", code="card_changed")
-        audit.record(actor, "card.reissue", "card", old.id, reason=reason, new_card=new.card_no)
-        new = get_card(new.id)
-        return {"card_id": new.id, "card_no": new.card_no, "old_card_id": old.id,
-                "balance": new.money, "record_ids": []}
 
     return once(actor, key, parts, operation)
 
