@@ -37,6 +37,9 @@ setup(
             # The generated-client test (tests/test_generated_client.py) builds a client from the
             # served document with it.
             "openapi-python-client>=0.29,<0.30",
+            # ...and pip-installs that client offline: Python 3.11's bundled setuptools needs
+            # wheel for bdist_wheel.
+            "wheel>=0.43",
         ],
     },
     entry_points={"console_scripts": ["crm=crm.cli:main"]},

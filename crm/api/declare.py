@@ -13,7 +13,8 @@ the permission (the view's @requires / @admin_required mark). From it come:
   of each type as a component;
 - the request check: crm.api.contract validates every request against that entry before the
   view runs and refuses in Chinese naming the field (its messages are the one translation);
-- the parsed input the view receives (`body=`, `query=`, `form=`, `key=`), money already in fen;
+- the parsed input the view receives (`body=`, `query=`, `key=`), money already in fen (a
+  multipart `form` is documented here and read by the one upload check, crm.http.uploaded_file);
 - the answer: a view returns an Output model (or `(model, status)`); it is written as JSON with
   only the fields the view set, money as yuan strings. File answers (`File(...)`) are Responses.
 
@@ -49,7 +50,7 @@ class Declared:
     operation_id: str
     view: object = None
     body: type | None = None
-    form: type | None = None
+    form: type | None = None  # multipart: documented; the view reads it with crm.http.uploaded_file
     query: type | None = None
     key: bool = False
     public: bool = False
@@ -72,9 +73,6 @@ def operation(method, rule, summary, operation_id, **details):
                 kwargs["body"] = _parse(declared.body, contract.json_object())
             if declared.query is not None:
                 kwargs["query"] = _parse(declared.query, request.args.to_dict())
-            if declared.form is not None:
-                kwargs["form"] = _parse(declared.form, {**request.form.to_dict(),
-                                                       **request.files.to_dict()})
             if declared.key:
                 kwargs["key"] = request.headers.get("Idempotency-Key", "")
             return _answer(view(**kwargs), declared)

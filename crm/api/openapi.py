@@ -65,96 +65,6 @@ _CUSTOMER_FILTERS = [
 ]
 
 PATHS = {
-    "/api/v1/login": {
-        "post": {
-            "summary": "登录，换取令牌", "operationId": "login", "security": [],
-            "requestBody": _body("LoginRequest"),
-            "responses": {"200": _json("LoginResponse"), "400": _error("请求体不是 JSON 对象"),
-                          "401": _error("用户名或密码错误"), "422": _error("字段缺失或类型错误"),
-                          "429": _error("错误次数过多，用户名已锁定")},
-        },
-    },
-    "/api/v1/logout": {
-        "post": {"summary": "注销当前令牌", "operationId": "logout",
-                 "responses": {"200": _json("Ok"), **AUTH_ERRORS}},
-    },
-    "/api/v1/me": {
-        "get": {"summary": "当前用户", "operationId": "me",
-                "responses": {"200": _json("User"), **AUTH_ERRORS}},
-    },
-    "/api/v1/users": {
-        "get": {"summary": "系统用户列表（管理员）", "operationId": "listUsers",
-                "responses": {"200": _json("UserList"), **AUTH_ERRORS}},
-        "post": {"summary": "新增系统用户（管理员）", "operationId": "createUser",
-                 "requestBody": _body("UserCreate"),
-                 "responses": {"201": _json("User", "已创建"), "400": _error("请求体不是 JSON 对象"),
-                               **AUTH_ERRORS, "409": _error("用户名已被使用"),
-                               "422": _error("用户名、密码或角色不合规")}},
-    },
-    "/api/v1/customer-types": {
-        "get": {"summary": "客户类型列表", "operationId": "listCustomerTypes",
-                "responses": {"200": _json("CustomerTypeList"), **AUTH_ERRORS}},
-        "post": {"summary": "新增客户类型（管理员）", "operationId": "createCustomerType",
-                 "requestBody": _body("CustomerTypeInput"),
-                 "responses": {"201": _json("CustomerType", "已创建"), **BODY_ERRORS, **AUTH_ERRORS,
-                               "409": _error("名称已存在")}},
-    },
-    "/api/v1/customer-types/{type_id}": {
-        "parameters": _id_param("type_id"),
-        "patch": {"summary": "修改客户类型（管理员）", "operationId": "updateCustomerType",
-                  "requestBody": _body("CustomerTypeInput"),
-                  "responses": {"200": _json("CustomerType"), **BODY_ERRORS, **AUTH_ERRORS,
-                                **NOT_FOUND, "409": _error("名称已存在")}},
-        "delete": {"summary": "删除未被使用的客户类型（管理员）", "operationId": "deleteCustomerType",
-                   "responses": {"200": _json("Ok"), **AUTH_ERRORS, **NOT_FOUND,
-                                 "409": _error("仍有客户使用该类型")}},
-    },
-    "/api/v1/customers": {
-        "get": {"summary": "查找客户（每页 20 条，含总数）", "operationId": "listCustomers",
-                "parameters": [*_CUSTOMER_FILTERS, _query("page", _PAGE, "页码")],
-                "responses": {"200": _json("CustomerList"), **AUTH_ERRORS}},
-        "post": {"summary": "新建客户", "operationId": "createCustomer",
-                 "requestBody": _body("CustomerInput"),
-                 "responses": {"201": _json("Customer", "已创建"), **BODY_ERRORS, **AUTH_ERRORS,
-                               "409": _error("电话已被其他客户使用")}},
-    },
-    "/api/v1/customers/{customer_id}": {
-        "parameters": _id_param("customer_id"),
-        "get": {"summary": "客户详情", "operationId": "getCustomer",
-                "responses": {"200": _json("Customer"), **AUTH_ERRORS, **NOT_FOUND}},
-        "patch": {"summary": "修改客户（只改传入的字段）", "operationId": "updateCustomer",
-                  "requestBody": _body("CustomerPatch"),
-                  "responses": {"200": _json("Customer"), **BODY_ERRORS, **AUTH_ERRORS, **NOT_FOUND,
-                                "409": _error("电话已被其他客户使用")}},
-    },
-    "/api/v1/customers/{customer_id}/archive": {
-        "parameters": _id_param("customer_id"),
-        "post": {"summary": "归档客户", "operationId": "archiveCustomer",
-                 "responses": {"200": _json("Customer"), **AUTH_ERRORS, **NOT_FOUND}},
-    },
-    "/api/v1/customers/{customer_id}/restore": {
-        "parameters": _id_param("customer_id"),
-        "post": {"summary": "恢复已归档客户", "operationId": "restoreCustomer",
-                 "responses": {"200": _json("Customer"), **AUTH_ERRORS, **NOT_FOUND}},
-    },
-    "/api/v1/customers/import": {
-        "post": {"summary": "Excel 导入客户：先检查，confirm=1 时导入全部合格行"
-                            "（每 1000 行一批确认保存，每批要么全部导入要么都不导入）",
-                 "operationId": "importCustomers",
-                 "parameters": [_query("confirm", {"type": "string", "enum": ["0", "1"]}, "1 执行导入"),
-                                _query("create_types", {"type": "string", "enum": ["0", "1"]},
-                                       "1 自动创建表格中缺少的客户类型")],
-                 "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
-                     "type": "object", "required": ["file"],
-                     "properties": {"file": {"type": "string", "format": "binary"}}}}}},
-                 "responses": {"200": _json("ImportPreview", "检查结果"),
-                               "201": _json("ImportResult", "已导入"), **AUTH_ERRORS,
-                               "403": _error("导入期初余额需要“开卡、充值”权限"),
-                               "409": _error("数据已变化，或中途停止（已确认的批次保留，消息写明到第几行）"),
-                               "413": _error("文件太大"),
-                               "422": _error("文件无法读取或缺少表头"),
-                               "503": _error("数据库忙或正在恢复备份（已确认的批次保留，消息里写明）")}},
-    },
 }
 
 _PERIOD = [_query("start", {"type": "string", "format": "date"}, "开始日期 YYYY-MM-DD（默认本月 1 日）"),
@@ -212,15 +122,6 @@ PATHS.update({
 
 # Every function of the web pages has its call: the exports, the receipt, monitoring, backup files.
 PATHS.update({
-    "/api/v1/customers/export.xlsx": {
-        "get": {"summary": "客户名单 Excel（与查找客户相同的筛选，不分页）", "operationId": "exportCustomers",
-                "parameters": _CUSTOMER_FILTERS,
-                "responses": {"200": _binary(XLSX, "客户名单"), **AUTH_ERRORS}},
-    },
-    "/api/v1/customers/import/template.xlsx": {
-        "get": {"summary": "客户导入模板 Excel", "operationId": "customerImportTemplate",
-                "responses": {"200": _binary(XLSX, "空白导入模板"), **AUTH_ERRORS}},
-    },
     "/api/v1/closing.xlsx": {
         "get": {"summary": "日结 Excel（参数同日结）", "operationId": "dailyClosingXlsx",
                 "parameters": _CLOSING,
@@ -290,44 +191,9 @@ PATHS.update({
 })
 
 PATHS.update({
-    "/api/v1/users/{user_id}": {
-        "parameters": _id_param("user_id"),
-        "patch": {"summary": "修改用户的角色、启用状态、姓名、权限（管理员；最后一位管理员不能停用或降级）",
-                  "operationId": "updateUser", "requestBody": _body("UserPatch"),
-                  "responses": {"200": _json("User"), **BODY_ERRORS, **AUTH_ERRORS, **NOT_FOUND,
-                                "409": _error("最后一位启用的管理员")}},
-    },
-    "/api/v1/users/{user_id}/password": {
-        "parameters": _id_param("user_id"),
-        "post": {"summary": "重设用户密码（管理员）", "operationId": "resetUserPassword",
-                 "requestBody": _body("PasswordReset"),
-                 "responses": {"200": _json("Ok"), **BODY_ERRORS, **AUTH_ERRORS, **NOT_FOUND}},
-    },
-    "/api/v1/me/password": {
-        "post": {"summary": "修改自己的密码", "operationId": "changeMyPassword",
-                 "requestBody": _body("PasswordChange"),
-                 "responses": {"200": _json("Ok"), **BODY_ERRORS, **AUTH_ERRORS}},
-    },
-    "/api/v1/audit": {
-        "get": {"summary": "操作日志（管理员）", "operationId": "auditLog",
-                "parameters": [*_PERIOD, _query("username", _TEXT_SCHEMA, "用户名"),
-                               _query("action", _TEXT_SCHEMA, "操作"),
-                               _query("page", _PAGE, "页码")],
-                "responses": {"200": _json("AuditList"), **AUTH_ERRORS,
-                              "422": _error("日期不正确")}},
-    },
 })
 
 PATHS.update({
-    "/api/v1/tokens": {
-        "get": {"summary": "正在生效的登录与 API 令牌（管理员）", "operationId": "listTokens",
-                "responses": {"200": _json("TokenList"), **AUTH_ERRORS}},
-    },
-    "/api/v1/tokens/{token_id}": {
-        "parameters": _id_param("token_id"),
-        "delete": {"summary": "立即注销某个登录（管理员）", "operationId": "revokeToken",
-                   "responses": {"200": _json("Ok"), **AUTH_ERRORS, **NOT_FOUND}},
-    },
 })
 
 _TEXT = {"type": "string"}
@@ -347,66 +213,6 @@ SCHEMAS = {
                                  "properties": {"code": {"type": "string"},
                                                 "message": {"type": "string"}}}},
     },
-    "Ok": {"type": "object", "properties": {"ok": {"type": "boolean"}}},
-    "LoginRequest": {"type": "object", "required": ["username", "password"],
-                     "properties": {"username": {"type": "string", "maxLength": 50},
-                                    "password": {"type": "string"}}},
-    "LoginResponse": {"type": "object", "required": ["token", "role"],
-                      "properties": {"token": {"type": "string"},
-                                     "role": {"type": "string", "enum": ["admin", "operator"]},
-                                     "username": {"type": "string"}}},
-    "User": {"type": "object", "required": ["id", "username", "role"],
-             "properties": {"id": {"type": "integer"}, "username": {"type": "string"},
-                            "display_name": {"type": "string"},
-                            "role": {"type": "string", "enum": ["admin", "operator"]},
-                            "active": {"type": "boolean"}}},
-    "UserList": {"type": "object", "properties": {"items": {"type": "array",
-                                                            "items": {"$ref": "#/components/schemas/User"}}}},
-    "UserCreate": {"type": "object", "required": ["username", "password"],
-                   "properties": {"username": {"type": "string", "minLength": 2, "maxLength": 50},
-                                  "password": {"type": "string", "minLength": 8},
-                                  "role": {"type": "string", "enum": ["admin", "operator"]},
-                                  "display_name": {"type": "string", "maxLength": 50}}},
-    "CustomerType": {"type": "object", "required": ["id", "name"],
-                     "properties": {"id": {"type": "integer"}, "name": _TEXT, "description": _TEXT,
-                                    "discount": {"type": "integer", "nullable": True,
-                                                 "minimum": 1, "maximum": 100},
-                                    "customer_count": {"type": "integer", "nullable": True}}},
-    "CustomerTypeList": {"type": "object", "properties": {"items": {
-        "type": "array", "items": {"$ref": "#/components/schemas/CustomerType"}}}},
-    "CustomerTypeInput": {"type": "object",
-                          "properties": {"name": {"type": "string", "maxLength": 50},
-                                         "description": {"type": "string", "maxLength": 200},
-                                         "discount": {"type": "integer", "nullable": True,
-                                                      "minimum": 1, "maximum": 100}}},
-    "Customer": {"type": "object", "required": ["id", "customer_no", "name", "phone"],
-                 "properties": {"id": {"type": "integer"}, "customer_no": _TEXT, **_CUSTOMER_FIELDS,
-                                "type_name": _NULLABLE_TEXT, "archived": {"type": "boolean"},
-                                "created_at": _TEXT, "last_visit_at": _NULLABLE_TEXT}},
-    "CustomerList": {"type": "object", "required": ["items", "total"],
-                     "properties": {"items": {"type": "array",
-                                              "items": {"$ref": "#/components/schemas/Customer"}},
-                                    "total": {"type": "integer"}, "page": {"type": "integer"},
-                                    "per_page": {"type": "integer"}}},
-    "CustomerInput": {"type": "object", "required": ["name", "phone"], "properties": _CUSTOMER_FIELDS},
-    "CustomerPatch": {"type": "object", "properties": _CUSTOMER_FIELDS},
-    "ImportPreview": {"type": "object",
-                      "properties": {"valid": {"type": "integer"},
-                                     "opening_total": {
-                                         "type": "string", "pattern": "^[0-9]+[.][0-9]{2}$",
-                                         "description": "导入将新增的储值（各行期初余额之和）"},
-                                     "unknown_types": {"type": "array", "items": _TEXT},
-                                     "bad_rows": {"type": "array", "items": {
-                                         "type": "object",
-                                         "properties": {"line": {"type": "integer"},
-                                                        "reasons": {"type": "array",
-                                                                    "items": _TEXT}}}}}},
-    "ImportResult": {"type": "object", "required": ["imported"], "properties": {
-        "imported": {"type": "integer"}, "cards": {"type": "integer"},
-        "parts": {"type": "integer", "description": "确认保存的批数（每批最多 1000 行）"},
-        "skipped": {"type": "array", "description": "预览之后被别人占用电话或卡号而没有导入的行",
-                    "items": {"type": "object", "properties": {
-                        "line": {"type": "integer"}, "reason": {"type": "string"}}}}}},
 }
 
 _YUAN = {"type": "string", "pattern": "^-?[0-9]+[.][0-9]{2}$", "example": "100.00"}
@@ -462,24 +268,6 @@ SCHEMAS.update({
         "renamed": {"type": "array", "items": {"type": "object", "properties": {
             "what": _TEXT, "old": _TEXT, "new": _TEXT}}},
         "cards_checked": {"type": "integer"}, "entries_checked": {"type": "integer"}}},
-    "UserPatch": {"type": "object", "properties": {
-        "role": {"type": "string", "enum": ["admin", "operator"]}, "active": {"type": "boolean"},
-        "display_name": {"type": "string", "maxLength": 50},
-        "permissions": {"type": "object", "additionalProperties": {"type": "boolean"}}}},
-    "PasswordReset": {"type": "object", "required": ["password"],
-                      "properties": {"password": {"type": "string", "minLength": 8}}},
-    "PasswordChange": {"type": "object", "required": ["old_password", "password"],
-                       "properties": {"old_password": _TEXT,
-                                      "password": {"type": "string", "minLength": 8}}},
-    "AuditList": {"type": "object", "properties": {"total": {"type": "integer"},
-                                                   "items": {"type": "array",
-                                                             "items": {"type": "object"}}}},
-    "TokenList": {"type": "object", "properties": {"items": {"type": "array", "items": {
-        "type": "object", "properties": {
-            "id": {"type": "integer"}, "username": {"type": "string"},
-            "kind": {"type": "string", "enum": ["web", "api"]}, "ip": {"type": "string"},
-            "created_at": {"type": "string"}, "last_used_at": {"type": "string"},
-            "expires_at": {"type": "string"}}}}}},
 })
 
 SCHEMAS["Monitor"] = {
@@ -586,6 +374,13 @@ def _declared():
         entry = schemas.get(kind.__name__, {})
         if kind.__doc__ and entry.get("description") == inspect.cleandoc(kind.__doc__):
             del entry["description"]
+    input_names = {kind.__name__ for kind in inputs}
+    for name, entry in schemas.items():
+        for field in entry.get("properties", {}).values():
+            # An answer's defaults are the code's (a key the view did not set is absent); an
+            # input's None default only means "may be left out".
+            if name not in input_names or field.get("default", 0) is None:
+                field.pop("default", None)
     paths = {}
     for d in OPERATIONS:
         parameters = []

@@ -5,7 +5,7 @@ serializing run in the declared operations (crm.api.declare). Money is integer f
 yuan string with two decimals outside; the input type and the output type are kept apart, so an
 internal 1230 fen can never be read back as 1230 yuan.
 """
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Literal
 
 from pydantic import (
@@ -62,6 +62,15 @@ Yuan = Annotated[int, Strict(), PlainSerializer(format_fen, return_type=str),
 Stamp = Annotated[datetime, PlainSerializer(lambda moment: moment.isoformat(" "), return_type=str),
                   WithJsonSchema({"type": "string"})]
 
+# A day: "2026-12-01".
+Day = Annotated[date, PlainSerializer(date.isoformat, return_type=str),
+                WithJsonSchema({"type": "string", "format": "date"})]
+# A date given in a request, kept as its text: the services' one date rule reads it
+# (crm.services.validate.iso_date), with its Chinese message.
+DateText = Annotated[str, Field(json_schema_extra={"format": "date"})]
+# A file field of a multipart body (the upload check is crm.http.uploaded_file, page and API).
+Upload = Annotated[object, WithJsonSchema({"type": "string", "format": "binary"})]
+
 Id = Annotated[int, Field(ge=1, le=MAX_ID)]
 Page = Annotated[int, Field(ge=1, le=MAX_PAGE, description="页码")]
 Remark = Annotated[str, Field(max_length=200)]
@@ -73,6 +82,26 @@ class Input(BaseModel):
     parses; fields the document does not name are ignored, as before."""
 
     model_config = ConfigDict(extra="ignore")
+
+
+class Query(Input):
+    """Query parameters. `as_args()` gives them back as the text the shared parsers of page and
+    API read (crm.services.customers.parse_filters, crm.http's period and day arguments)."""
+
+    def as_args(self):
+        return {name: str(value) for name, value in self.model_dump(exclude_none=True).items()}
+
+
+class Period(Query):
+    """A report period; read through crm.http.period_arg, the pages' rule too."""
+
+    start: DateText = Field(None, description="开始日期 YYYY-MM-DD（默认本月 1 日）")
+    end: DateText = Field(None, description="结束日期 YYYY-MM-DD（含当天，默认今天）")
+    preset: Literal["today", "week", "month", "last_month"] = Field(None, description="常用期间")
+
+
+class Form(Input):
+    """A multipart body: documented and checked as a whole by its operation's file check."""
 
 
 class Output(BaseModel):
