@@ -151,18 +151,22 @@ def test_connection_killed_mid_consumption_leaves_nothing(app, monkeypatch):
     database = app.extensions["crm_db"]
     real_seal = ledger.seal
 
-    def kill_then_seal(entry, prev_hash):
+    cut = []
+
+    def kill_then_seal(*args):
         # Called after the card's balance was updated, before any record is written.
+        cut.append(True)
         own_id = database.execute_sql("SELECT CONNECTION_ID()").fetchone()[0]
         killer = mysql_admin()
         with killer.cursor() as cursor:
             cursor.execute(f"KILL {int(own_id)}")
         killer.close()
-        return real_seal(entry, prev_hash)
+        return real_seal(*args)
 
     monkeypatch.setattr(ledger, "seal", kill_then_seal)
-    with pytest.raises(Exception):  # noqa: B017 — the driver's "lost connection" of any kind
+    with pytest.raises(Exception) as lost:  # noqa: B017 — the driver's "lost connection" of any kind
         shop.do(lambda: cards.consume(shop.operator, card_id, key(), 1000))
+    assert cut and not isinstance(lost.value, TypeError)  # the connection was cut, mid-way
     monkeypatch.setattr(ledger, "seal", real_seal)
     database.close_all()
     assert shop.counts() == before
@@ -178,18 +182,22 @@ def test_connection_lost_mid_consumption_leaves_nothing_sqlite(app, monkeypatch)
     database = app.extensions["crm_db"]
     real_seal = ledger.seal
 
-    def close_then_seal(entry, prev_hash):
+    cut = []
+
+    def close_then_seal(*args):
+        cut.append(True)
         database.connection().close()  # the raw sqlite3 connection goes away mid-transaction
-        return real_seal(entry, prev_hash)
+        return real_seal(*args)
 
     monkeypatch.setattr(ledger, "seal", close_then_seal)
-    with pytest.raises(Exception):  # noqa: B017 — sqlite3.ProgrammingError on the closed handle
+    with pytest.raises(Exception) as lost:  # noqa: B017 — sqlite3.ProgrammingError on the closed handle
         with app.app_context():
             database.connect(reuse_if_open=True)
             try:
                 cards.consume(shop.operator, card_id, key(), 1000)
             finally:
                 database._state.reset()
+    assert cut and not isinstance(lost.value, TypeError)  # the connection was cut, mid-way
     monkeypatch.setattr(ledger, "seal", real_seal)
     assert shop.counts() == before
     assert shop.verify().ok
