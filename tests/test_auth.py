@@ -150,17 +150,13 @@ def test_passwords_are_stored_only_as_bcrypt_hashes(app, make_user):
     assert bcrypt.checkpw(PASSWORD.encode(), user.password_hash.encode())
 
 
-def test_production_bcrypt_cost_is_at_least_12(app):
+def test_production_bcrypt_cost_is_at_least_12(app, monkeypatch):
     """The default cost a real shop gets is 12."""
     from crm.config import DEFAULTS
 
     assert DEFAULTS["BCRYPT_ROUNDS"] >= 12
-    saved = user_service.Settings.bcrypt_rounds
-    user_service.Settings.bcrypt_rounds = DEFAULTS["BCRYPT_ROUNDS"]
-    try:
-        assert user_service.hash_password(PASSWORD).startswith("$2b$12$")
-    finally:
-        user_service.Settings.bcrypt_rounds = saved
+    monkeypatch.setattr(user_service.Settings, "bcrypt_rounds", DEFAULTS["BCRYPT_ROUNDS"])
+    assert user_service.hash_password(PASSWORD).startswith("$2b$12$")
 
 
 def test_post_without_csrf_token_is_refused(app, client, admin):

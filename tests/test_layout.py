@@ -28,3 +28,29 @@ def test_the_launcher_does_not_import_the_command_line():
     """crm.cli imports crm.launcher for `crm run`; the launcher never imports crm.cli back (the
     double-click's entry that needs both is crm.start)."""
     assert "crm.cli" not in _imports(Path(PROJECT_ROOT, "crm", "launcher.py"))
+
+
+MAX_LINES = 450
+
+
+def test_no_module_is_over_450_lines():
+    """Smaller rooms (issue 18.5): every module under crm/ fits in 450 lines."""
+    long = {str(path.relative_to(PROJECT_ROOT)): n
+            for path in Path(PROJECT_ROOT, "crm").rglob("*.py")
+            if (n := len(path.read_text(encoding="utf-8").splitlines())) > MAX_LINES}
+    assert long == {}
+
+
+def test_every_api_operation_is_declared_once(app):
+    """Every /api/v1 route is a declared operation (crm.api.declare), each once, with a unique
+    operationId: the document, the request check and the answer come from one place."""
+    from crm.api.declare import OPERATIONS
+
+    routes = {(rule.rule, method) for rule in app.url_map.iter_rules()
+              if rule.rule.startswith("/api/v1/")
+              for method in rule.methods - {"HEAD", "OPTIONS"}}
+    declared = [("/api" + d.rule, d.method) for d in OPERATIONS]
+    assert len(declared) == len(set(declared))
+    assert set(declared) == routes
+    ids = [d.operation_id for d in OPERATIONS]
+    assert len(ids) == len(set(ids))

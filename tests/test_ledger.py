@@ -39,15 +39,11 @@ def test_open_recharge_consume_keeps_parts_and_chain(shop):
     assert report.ok and (report.cards_checked, report.entries_checked) == (1, 4)
 
 
-def test_bonus_first_order_is_configurable(shop):
+def test_bonus_first_order_is_configurable(shop, monkeypatch):
     """CONSUME_ORDER=bonus_first draws the bonus part before the paid part."""
     card_id = shop.open_card(amount=10000, bonus=3000)
-    saved = ledger.Settings.consume_order
-    ledger.Settings.consume_order = "bonus_first"
-    try:
-        shop.do(lambda: cards.consume(shop.operator, card_id, key(), 5000))
-    finally:
-        ledger.Settings.consume_order = saved
+    monkeypatch.setattr(ledger.Settings, "consume_order", "bonus_first")
+    shop.do(lambda: cards.consume(shop.operator, card_id, key(), 5000))
     card = shop.card(card_id)
     assert (card.paid_money, card.bonus_money) == (8000, 0)
 

@@ -3,7 +3,7 @@ from flask import Blueprint, current_app, request
 from flask_login import current_user
 
 from crm.api import contract
-from crm.errors import AuthError, ValidationError
+from crm.errors import AuthError
 from crm.http import authorize_view, csrf, login_manager
 
 bp = Blueprint("api", __name__, url_prefix="/api")
@@ -34,21 +34,6 @@ def _require_token():
     if request.endpoint not in PUBLIC_ENDPOINTS:
         authorize_view(current_app.view_functions[request.endpoint])
     contract.enforce()
-
-
-json_body = contract.json_object  # the request's JSON object, or a 400 that says what is wrong
-
-
-def text_field(data, name, required=True):
-    """A string field of a JSON body; wrong types are a 422, not a crash."""
-    value = data.get(name)
-    if value is None:
-        if required:
-            raise ValidationError(f"缺少字段 {name}", code="missing_field", field=name)
-        return ""
-    if not isinstance(value, str):
-        raise ValidationError(f"字段 {name} 必须是文字", code="invalid_type", field=name)
-    return value
 
 
 def init_app(app):
