@@ -84,6 +84,26 @@ def _body_schema(operation):
     return {media: entry.get("schema", {}) for media, entry in content.items()}
 
 
+def _fields(old_schema, new_schema, current, answer):
+    """How an object's fields lost what a client relied on. A request body may not require more
+    fields nor accept fewer fields or types; an answer may not give fewer keys, always-given keys
+    only sometimes, nor other types."""
+    _, old_props, old_need, _ = _flat(old_schema, BASELINE)
+    _, new_props, new_need, _ = _flat(new_schema, current)
+    problems = [(field, "no longer always given" if answer else "now required")
+                for field in sorted((old_need - new_need) if answer else (new_need - old_need))]
+    for field, field_schema in old_props.items():
+        if field not in new_props:
+            problems.append((field, "missing" if answer else "no longer accepted"))
+            continue
+        new_types, old_types = _types(new_props[field], current), _types(field_schema, BASELINE)
+        if answer and not _narrower_or_same(new_types, old_types):
+            problems.append((field, "gives other types"))
+        elif not answer and not _wider_or_same(new_types, old_types):
+            problems.append((field, "accepts fewer types"))
+    return problems
+
+
 def _differences(current):
     """Every way `current` breaks a client of the baseline, as (operation, what, detail)."""
     found = []
@@ -126,16 +146,8 @@ def _differences(current):
                 if media not in new_bodies:
                     lost(op, f"body {media}", "missing")
                     continue
-                _, old_props, old_need, _ = _flat(schema, BASELINE)
-                _, new_props, new_need, _ = _flat(new_bodies[media], current)
-                for field in sorted(new_need - old_need):
-                    lost(op, f"body field {field}", "now required")
-                for field, field_schema in old_props.items():
-                    if field not in new_props:
-                        lost(op, f"body field {field}", "no longer accepted")
-                    elif not _wider_or_same(_types(new_props[field], current),
-                                            _types(field_schema, BASELINE)):
-                        lost(op, f"body field {field}", "accepts fewer types")
+                for what, detail in _fields(schema, new_bodies[media], current, answer=False):
+                    lost(op, f"body field {what}", detail)
             if old.get("requestBody", {}).get("required") is False and \
                     new.get("requestBody", {}).get("required"):
                 lost(op, "body", "now required")
@@ -152,17 +164,10 @@ def _differences(current):
                         continue
                     if media != "application/json":
                         continue
-                    _, old_props, old_need, _ = _flat(entry["schema"], BASELINE)
-                    _, new_props, new_need, _ = _flat(new_answer["content"][media]["schema"],
-                                                      current)
-                    for field in sorted(old_need - new_need):
-                        lost(op, f"answer field {field}", "no longer always given")
-                    for field, field_schema in old_props.items():
-                        if field not in new_props:
-                            lost(op, f"answer field {field}", "missing")
-                        elif not _narrower_or_same(_types(new_props[field], current),
-                                                   _types(field_schema, BASELINE)):
-                            lost(op, f"answer field {field}", "gives other types")
+                    for what, detail in _fields(entry["schema"],
+                                                new_answer["content"][media]["schema"], current,
+                                                answer=True):
+                        lost(op, f"answer field {what}", detail)
     return found
 
 

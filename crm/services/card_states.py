@@ -36,16 +36,23 @@ def change_status(actor, card_id, action, reason):
     return get_card(card_id)
 
 
+def _locked_not_closed(card_id):
+    """The card, locked for this transaction (the customer first, by lock_card), refused when it
+    is closed already: 卡已补卡 (naming the new card) or 卡已注销."""
+    lock_card(card_id)
+    card = get_card(card_id)
+    if card.status == "closed":
+        raise _closed(card)
+    return card
+
+
 def close(actor, card_id, key, reason, payment_method="cash"):
     """注销: pay the paid part back as a refund, void the bonus part, then close the card."""
     reason, method = _reason(reason), _method(payment_method)
     parts = ["close", card_id, reason, method]
 
     def operation():
-        lock_card(card_id)
-        card = get_card(card_id)
-        if card.status == "closed":
-            raise _closed(card)
+        card = _locked_not_closed(card_id)
         stamp = now()
 
         def split(paid, bonus):
@@ -96,10 +103,7 @@ def reissue(actor, card_id, key, reason, new_card_no=""):
     parts = ["reissue", card_id, reason, new_card_no]
 
     def operation():
-        lock_card(card_id)
-        old = get_card(card_id)
-        if old.status == "closed":
-            raise _closed(old)
+        old = _locked_not_closed(card_id)
         new = _create_card(actor, old.customer, new_card_no, f"补卡，原卡 {old.card_no}")
         stamp = now()
         moved = {}
