@@ -195,3 +195,30 @@ def test_the_comparison_catches_what_a_client_would_miss():
         copy = json.loads(json.dumps(BASELINE))
         edit(copy)
         assert _differences(copy), kind
+
+
+@pytest.mark.backends("sqlite")
+def test_a_backup_answer_says_where_its_copy_went(app, client, api_token, tmp_path):
+    """Keys the baseline never listed are kept too: POST /api/v1/backups answers `copy`, what
+    happened to the copy in BACKUP_COPY_DIR (an answer type that dropped it hid a failed copy)."""
+    app.config["BACKUP_COPY_DIR"] = str(tmp_path / "usb")
+    resp = client.post("/api/v1/backups", headers=api_token("boss", role="admin"))
+    assert resp.status_code == 201
+    assert resp.get_json()["copy"].startswith("已复制到")
+
+
+def test_an_answer_that_would_drop_a_service_key_fails_under_test(app):
+    """A service that gains a key its answer type does not declare fails the suite (under
+    TESTING) instead of losing the key without a sound; in a shop the answer goes out without."""
+    from crm.api.cards import MoneyResult
+
+    with app.app_context():
+        with pytest.raises(AssertionError, match="new_key"):
+            MoneyResult.from_service({"card_id": 1, "balance": 100, "new_key": 1})
+        app.config["TESTING"] = False
+        try:
+            answer = MoneyResult.from_service({"card_id": 1, "balance": 100, "new_key": 1})
+        finally:
+            app.config["TESTING"] = True
+        assert answer.model_dump(mode="json", exclude_unset=True) == {"card_id": 1,
+                                                                     "balance": "1.00"}

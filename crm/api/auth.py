@@ -6,7 +6,7 @@ from flask import request
 from flask_login import current_user
 from pydantic import Field
 
-from crm.api.declare import operation
+from crm.api.declare import BODY_ERRORS, operation
 from crm.api.types import Input, Ok, Output, Page, Period, Stamp
 from crm.http import actor, admin_required, client_ip, period_arg
 from crm.services import audit
@@ -105,7 +105,6 @@ class TokenList(Output):
     items: list[Token]
 
 
-BODY_ERRORS = {400: "请求体不是 JSON 对象", 422: "字段值不合规"}
 LOCKED = {429: "错误次数过多，用户名已锁定"}
 
 

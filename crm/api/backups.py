@@ -32,6 +32,9 @@ class Backup(Output):
     shop_name: str = ""
     schema_: str = Field("", alias="schema", description="备份的最后一个数据库迁移")
     database: str = ""
+    copy_: str = Field("", alias="copy",
+                       description="刚做的备份：复制到第二位置（BACKUP_COPY_DIR）的结果")
+    native: str = Field("", description="刚做的备份（MySQL）：mysqldump 原生备份的结果")
 
 
 class BackupList(Output):
@@ -69,11 +72,13 @@ class RestoreResult(Output):
 
 
 class LastCheck(Output):
+    """The newest ledger check, as its audit row recorded it."""
+
     time: Stamp
-    ok: bool
-    cards_checked: int
-    entries_checked: int
-    problems: list[dict]
+    ok: bool = False
+    cards_checked: int = 0
+    entries_checked: int = 0
+    problems: list[dict] = []
 
 
 class Disk(Output):
@@ -111,7 +116,7 @@ BUSY = {409: "另一个备份或恢复正在进行"}
 @admin_required
 def list_backups():
     """The backups with their manifests (newest first)."""
-    return BackupList(items=backups.list_backups(folder()))
+    return BackupList(items=[Backup.from_service(b) for b in backups.list_backups(folder())])
 
 
 @operation("POST", "/v1/backups", "立即备份并读回核对（管理员）", "createBackup",
@@ -119,7 +124,7 @@ def list_backups():
 @admin_required
 def create_backup():
     """Back up now; the answer says whether the read-back check passed."""
-    return Backup.model_validate(backups.create(
+    return Backup.from_service(backups.create(
         folder(), "manual", current_app.config["SHOP_NAME"], actor(),
         current_app.config.get("BACKUP_COPY_DIR", "")))
 
@@ -144,7 +149,7 @@ def upload_backup():
     """Bring in a backup file (multipart field `file`): kept under a name of our own, then
     checked; the answer is its entry of the backup list (verified or not, with the problems)."""
     name, _ = received_upload()
-    return Backup.model_validate(backups.describe(backups.path_of(folder(), name)))
+    return Backup.from_service(backups.describe(backups.path_of(folder(), name)))
 
 
 @operation("POST", "/v1/backups/<name>/restore", "恢复到某个备份（管理员；需输入店名确认）",
@@ -155,7 +160,7 @@ def upload_backup():
 @admin_required
 def restore_backup(name, body):
     """Restore a backup (confirm: the shop's name; recovery_key: another PC's ledger key)."""
-    return RestoreResult.model_validate(restore_with_confirmation(
+    return RestoreResult.from_service(restore_with_confirmation(
         name, body.confirm, body.recovery_key or "", body.accept_unsigned is True,
         body.rename_clashes is True))
 
@@ -169,11 +174,12 @@ def monitor():
 
     s = monitor_service.status(current_app.config)
     last_check = s["last_check"]
-    return Monitor.model_validate({
+    return Monitor.from_service({
         **{k: s[k] for k in ("database", "size", "durable", "durability_setting", "counts",
                              "today_entries", "today_net", "outstanding", "last_backup",
                              "next_backup", "app_version", "uptime", "restarts", "problems")},
         "version": str(s["version"]),
+        "last_backup": s["last_backup"] and Backup.from_service(s["last_backup"]),
         "last_check": {**last_check[1], "time": last_check[0]} if last_check else None,
         "disks": [{"label": label, "path": path, "free": free}
                   for label, (path, free) in s["disks"].items()]})

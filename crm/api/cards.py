@@ -122,7 +122,7 @@ class Recharge(Input):
 class Consume(Input):
     amount: Amount
     remark: Remark = ""
-    customer_id: Id | None = None
+    customer_id: Id = None
 
 
 class Reason(Input):
@@ -206,7 +206,7 @@ def open_card(customer_id, body, key):
                              bonus=body.bonus if body.amount else None,
                              payment_method=body.payment_method, remark=body.remark)
     card = Card.of(cards.get_card(result["card_id"]))
-    return OpenCardResult.model_validate({**dict(card), **result})
+    return OpenCardResult.from_service({**dict(card), **result})
 
 
 @operation("GET", "/v1/cards/<int:card_id>", "会员卡", "getCard",
@@ -229,7 +229,7 @@ def card_records(card_id):
 @requires("recharge")
 def recharge(card_id, body, key):
     """充值: amount, bonus? (absent: by the recharge rules), payment_method?, remark?."""
-    return MoneyResult.model_validate(cards.recharge(
+    return MoneyResult.from_service(cards.recharge(
         actor(), card_id, key, body.amount, bonus=body.bonus, payment_method=body.payment_method,
         remark=body.remark))
 
@@ -239,7 +239,7 @@ def recharge(card_id, body, key):
 @requires("consume")
 def consume(card_id, body, key):
     """消费: amount (before the member discount), remark?, customer_id? (must hold the card)."""
-    return MoneyResult.model_validate(cards.consume(
+    return MoneyResult.from_service(cards.consume(
         actor(), card_id, key, body.amount, remark=body.remark, customer_id=body.customer_id))
 
 
@@ -265,7 +265,7 @@ report_lost = _status("report_lost", "挂失", "reportCardLost")
 @requires("manage_cards")
 def reissue(card_id, body, key):
     """补卡 (reason, card_no?): the money moves to a new card, the old one closes."""
-    return MoneyResult.model_validate(cards.reissue(actor(), card_id, key, body.reason,
+    return MoneyResult.from_service(cards.reissue(actor(), card_id, key, body.reason,
                                                     body.card_no))
 
 
@@ -274,7 +274,7 @@ def reissue(card_id, body, key):
 @requires("manage_cards")
 def close(card_id, body, key):
     """注销 (reason, payment_method?): refund the paid part, void the bonus, close."""
-    return MoneyResult.model_validate(cards.close(actor(), card_id, key, body.reason,
+    return MoneyResult.from_service(cards.close(actor(), card_id, key, body.reason,
                                                   body.payment_method))
 
 
@@ -283,7 +283,7 @@ def close(card_id, body, key):
 @requires("reverse")
 def reverse(record_id, body, key):
     """冲正 (admin; reason)."""
-    return MoneyResult.model_validate(cards.reverse(actor(), record_id, key, body.reason))
+    return MoneyResult.from_service(cards.reverse(actor(), record_id, key, body.reason))
 
 
 @operation("GET", "/v1/records/<int:record_id>/receipt", "消费凭证：一笔消费（或其冲正）的凭证内容",

@@ -17,7 +17,7 @@ from jsonschema import Draft202012Validator
 
 from crm.errors import ValidationError
 
-_RULE_PARAM = re.compile(r"<(?:[a-z]+:)?(\w+)>")
+RULE_PARAM = re.compile(r"<(?:([a-z]+):)?(\w+)>")  # a Flask rule's <converter:name>
 _INTEGER = re.compile(r"^-?[0-9]{1,18}$")
 _TYPE_NAMES = {"string": "文字", "integer": "整数", "number": "数字", "boolean": "true 或 false",
                "object": "对象", "array": "列表", "null": "null"}
@@ -217,7 +217,7 @@ def _operations():
 
 def documented_path(rule):
     """A Flask rule ("/api/v1/cards/<int:card_id>") as the document writes it."""
-    return _RULE_PARAM.sub(r"{\1}", rule)
+    return RULE_PARAM.sub(r"{\2}", rule)
 
 
 def enforce():

@@ -3,7 +3,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from crm.api.declare import File, operation
+from crm.api.declare import BODY_ERRORS, File, operation
 from crm.api.types import DateText, Day, Form, Id, Input, Ok, Output, Page, Query, Stamp, Upload, Yuan
 from crm.http import XLSX, actor, admin_required, requires, uploaded_file, xlsx_response
 from crm.services import customer_import, customer_types, customers
@@ -15,7 +15,7 @@ class CustomerType(Output):
     id: int
     name: str
     description: str
-    discount: Discount | None
+    discount: int | None  # what is stored (the rule 1–100 is the input's)
     customer_count: int | None
 
     @classmethod
@@ -32,7 +32,7 @@ class CustomerTypeInput(Input):
     """Fields left out keep their values (PATCH) or are empty (POST: the name is then missing)."""
 
     name: str = Field(None, max_length=50)
-    description: str = Field(None, max_length=200)
+    description: str | None = Field(None, max_length=200)  # null: none (the service stores "")
     discount: Discount | None = None
 
 
@@ -128,7 +128,6 @@ class ImportResult(Output):
     skipped: list[Skipped] = Field(description="预览之后被别人占用电话或卡号而没有导入的行")
 
 
-BODY_ERRORS = {400: "请求体不是 JSON 对象", 422: "字段值不合规"}
 PHONE_TAKEN = {409: "电话已被其他客户使用"}
 
 

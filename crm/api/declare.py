@@ -14,7 +14,7 @@ the permission (the view's @requires / @admin_required mark). From it come:
 - the request check: crm.api.contract validates every request against that entry before the
   view runs and refuses in Chinese naming the field (its messages are the one translation);
 - the parsed input the view receives (`body=`, `query=`, `key=`), money already in fen (a
-  multipart `form` is documented here and read by the one upload check, crm.http.uploaded_file);
+  multipart `form` is documented here and read by crm.http's upload checks, page and API);
 - the answer: a view returns an Output model (or `(model, status)`); it is written as JSON with
   only the fields the view set, money as yuan strings. File answers (`File(...)`) are Responses.
 
@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 import pydantic
 from flask import jsonify, request
 
-from crm.api import bp, contract
+from crm.api import PUBLIC_ENDPOINTS, bp, contract
 from crm.errors import ValidationError
 
 
@@ -49,9 +49,8 @@ class Declared:
     rule: str  # as registered on the blueprint: "/v1/cards/<int:card_id>/consume"
     summary: str
     operation_id: str
-    view: object = None
     body: type | None = None
-    form: type | None = None  # multipart: documented; the view reads it with crm.http.uploaded_file
+    form: type | None = None  # multipart: documented; the view reads it with crm.http's upload checks
     query: type | None = None
     key: bool = False
     public: bool = False
@@ -61,6 +60,10 @@ class Declared:
 
 
 OPERATIONS: list[Declared] = []
+
+# What many operations answer besides their own errors.
+BODY_ERRORS = {400: "请求体不是 JSON 对象", 422: "字段值不合规"}
+NOT_FOUND = {404: "对象不存在"}
 
 
 def operation(method, rule, summary, operation_id, **details):
@@ -76,14 +79,15 @@ def operation(method, rule, summary, operation_id, **details):
         @functools.wraps(view)
         def run(**kwargs):
             if declared.body is not None:
-                kwargs["body"] = _parse(declared.body, contract.json_object())
+                kwargs["body"] = _parse(declared.body, contract.json_object(), "字段")
             if typed_query:
-                kwargs["query"] = _parse(declared.query, request.args.to_dict())
+                kwargs["query"] = _parse(declared.query, request.args.to_dict(), "参数")
             if declared.key:
                 kwargs["key"] = request.headers.get("Idempotency-Key", "")
             return _answer(view(**kwargs), declared)
 
-        declared.view = run
+        if declared.public != (f"{bp.name}.{run.__name__}" in PUBLIC_ENDPOINTS):
+            raise RuntimeError(f"{run.__name__}: public=True and crm.api.PUBLIC_ENDPOINTS disagree")
         bp.add_url_rule(rule, view_func=run, methods=[method])
         OPERATIONS.append(declared)
         return run
@@ -91,7 +95,7 @@ def operation(method, rule, summary, operation_id, **details):
     return decorate
 
 
-def _parse(model, data):
+def _parse(model, data, what):
     """The typed input. The contract has checked the types already; a value only a type's own
     rule refuses (an amount's format) raises its Chinese ValidationError from inside pydantic."""
     try:
@@ -99,7 +103,7 @@ def _parse(model, data):
     except pydantic.ValidationError as error:  # a rule the document cannot say: still named
         problem = error.errors()[0]
         where = ".".join(str(p) for p in problem["loc"])
-        raise ValidationError(f"字段 {where} 的值不符合接口文档", code=f"invalid_{where}",
+        raise ValidationError(f"{what} {where} 的值不符合接口文档", code=f"invalid_{where}",
                               field=where) from None
 
 

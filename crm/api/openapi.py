@@ -3,14 +3,15 @@ declarations (crm.api.declare): pydantic's JSON Schema of each declared type as 
 and what every operation shares (the error shape, the token, the contract's refusals)."""
 import inspect
 import json
-import re
 from functools import lru_cache
 
 from flask import jsonify
+from pydantic import TypeAdapter
 
 from crm import __version__
 from crm.api import bp
-from crm.api.types import MAX_ID
+from crm.api.contract import RULE_PARAM, documented_path
+from crm.api.types import Id, Input, Output
 
 
 def _error(description):
@@ -19,7 +20,7 @@ def _error(description):
 
 
 AUTH_ERRORS = {"401": _error("缺少或无效的令牌"), "403": _error("角色无权执行")}
-_ID = {"type": "integer", "minimum": 1, "maximum": MAX_ID}
+_ID = TypeAdapter(Id).json_schema()
 
 ERROR = {"type": "object", "required": ["error"],
          "properties": {"error": {"type": "object", "required": ["code", "message"],
@@ -80,7 +81,15 @@ KEY_HEADER = {"name": "Idempotency-Key", "in": "header", "required": True,
               "schema": {"type": "string", "minLength": 8, "maxLength": 64,
                          "pattern": "^[A-Za-z0-9_-]{8,64}$"},
               "description": "每笔资金请求一个唯一编号；同一编号重发返回第一次的结果，不会重复扣款"}
-_RULE_PARAM = re.compile(r"<(?:([a-z]+):)?(\w+)>")
+
+
+def _models(*bases):
+    """Every Input and Output type, nested ones included."""
+    found = []
+    for base in bases:
+        for kind in base.__subclasses__():
+            found += [kind, *_models(kind)]
+    return found
 
 
 def _declared():
@@ -101,9 +110,13 @@ def _declared():
         + [(m, "serialization") for m in sorted(outputs, key=lambda m: m.__name__)],
         ref_template="#/components/schemas/{model}")
     schemas = _tidy(top.get("$defs", {}))
-    for kind in inputs | outputs:  # a class's English docstring is for the code, not the document
-        entry = schemas.get(kind.__name__, {})
-        if kind.__doc__ and entry.get("description") == inspect.cleandoc(kind.__doc__):
+    named = {kind.__name__: kind for kind in _models(Input, Output)}
+    for (kind, _), ref in refs.items():  # one name per type: pydantic renames clashes
+        if ref["$ref"].rsplit("/", 1)[1] != kind.__name__ or named[kind.__name__] is not kind:
+            raise RuntimeError(f"two API types are named {kind.__name__}")
+    for name, entry in schemas.items():  # an English docstring is for the code, not the document
+        doc = named[name].__doc__ if name in named else None
+        if doc and entry.get("description") == inspect.cleandoc(doc):
             del entry["description"]
     input_names = {kind.__name__ for kind in inputs}
     for name, entry in schemas.items():
@@ -115,9 +128,9 @@ def _declared():
     paths = {}
     for d in OPERATIONS:
         parameters = []
-        for converter, name in _RULE_PARAM.findall(d.rule):
-            schema, description = d.path.get(name, (_ID, None)) if converter != "int" \
-                else (_ID, None)
+        for converter, name in RULE_PARAM.findall(d.rule):
+            schema, description = (_ID, None) if converter == "int" \
+                else d.path.get(name, ({"type": "string"}, None))
             parameters.append({"name": name, "in": "path", "required": True, "schema": schema,
                                **({"description": description} if description else {})})
         if d.key:
@@ -155,7 +168,7 @@ def _declared():
                 responses[str(status)] = {"description": description}
         responses.update({str(status): _error(text) for status, text in d.errors.items()})
         entry["responses"] = responses
-        path = "/api" + _RULE_PARAM.sub(r"{\2}", d.rule)
+        path = "/api" + documented_path(d.rule)
         paths.setdefault(path, {})[d.method.lower()] = entry
     for kind in {d.query for d in OPERATIONS if d.query is not None}:
         schemas.pop(kind.__name__)  # said as parameters, not a component

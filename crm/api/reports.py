@@ -4,7 +4,7 @@ is declared once (crm.api.declare)."""
 from pydantic import Field
 
 from crm.api.declare import File, operation
-from crm.api.types import Day, Id, Output, Page, Period, Query, Stamp, Yuan
+from crm.api.types import DateText, Day, Id, Output, Page, Period, Query, Stamp, Yuan
 from crm.http import XLSX, closing_args, period_arg, requires, statement_file, xlsx_response
 from crm.services import statements, stats
 
@@ -93,7 +93,7 @@ class Stats(Output):
 
 
 class ClosingQuery(Query):
-    day: str = Field(None, json_schema_extra={"format": "date"}, description="日期，默认今天")
+    day: DateText = Field(None, description="日期，默认今天")
     operator_id: Id = Field(None, description="只看某位操作员")
 
 

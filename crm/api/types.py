@@ -8,6 +8,7 @@ internal 1230 fen can never be read back as 1230 yuan.
 from datetime import date, datetime
 from typing import Annotated, Literal
 
+from flask import current_app
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -29,6 +30,7 @@ MAX_PAGE = 100000
 YUAN_SCHEMA = {"type": "string", "pattern": "^-?[0-9]+[.][0-9]{2}$", "example": "100.00"}
 AMOUNT_SCHEMA = {"oneOf": [{"type": "string", "example": "100.00"}, {"type": "number"}],
                  "description": "元，最多两位小数，大于 0，不超过单笔上限"}
+BONUS_SCHEMA = {**AMOUNT_SCHEMA, "description": "元，最多两位小数，可为 0，不超过单笔上限"}
 
 
 def _fen(value, info: ValidationInfo):
@@ -52,7 +54,7 @@ def _fen_or_zero(value, info: ValidationInfo):
 # Money read from a request: a yuan string or number, parsed into fen.
 Amount = Annotated[int, BeforeValidator(_fen), WithJsonSchema(AMOUNT_SCHEMA)]
 OptionalAmount = Annotated[int | None, BeforeValidator(_fen_or_none), WithJsonSchema(AMOUNT_SCHEMA)]
-Bonus = Annotated[int | None, BeforeValidator(_fen_or_zero), WithJsonSchema(AMOUNT_SCHEMA)]
+Bonus = Annotated[int | None, BeforeValidator(_fen_or_zero), WithJsonSchema(BONUS_SCHEMA)]
 
 # Money in an answer: integer fen given by a service, written as "12.30".
 Yuan = Annotated[int, Strict(), PlainSerializer(format_fen, return_type=str),
@@ -68,7 +70,7 @@ Day = Annotated[date, PlainSerializer(date.isoformat, return_type=str),
 # A date given in a request, kept as its text: the services' one date rule reads it
 # (crm.services.validate.iso_date), with its Chinese message.
 DateText = Annotated[str, Field(json_schema_extra={"format": "date"})]
-# A file field of a multipart body (the upload check is crm.http.uploaded_file, page and API).
+# A file field of a multipart body (read by the upload checks of crm.http, page and API alike).
 Upload = Annotated[object, WithJsonSchema({"type": "string", "format": "binary"})]
 
 Id = Annotated[int, Field(ge=1, le=MAX_ID)]
@@ -78,8 +80,8 @@ PaymentMethod = Literal["cash", "wechat", "alipay", "card", "other"]
 
 
 class Input(BaseModel):
-    """A request body or query: the document refuses unknown fields' wrong types before this
-    parses; fields the document does not name are ignored, as before."""
+    """A request body or query. The contract has checked the fields the document names before
+    this parses; fields it does not name are ignored, as before."""
 
     model_config = ConfigDict(extra="ignore")
 
@@ -109,6 +111,17 @@ class Output(BaseModel):
     an optional key is absent rather than null, as the document says."""
 
     model_config = ConfigDict(extra="ignore")
+
+    @classmethod
+    def from_service(cls, data):
+        """The answer made from a service's dict. A key the answer does not declare would be
+        dropped without a sound: under test (TESTING) that fails, so a service that gains a key
+        makes its answer declare it; in a shop the answer goes out without it."""
+        names = {f.alias or name for name, f in cls.model_fields.items()}
+        unknown = sorted(set(data) - names)
+        if unknown and current_app and current_app.config.get("TESTING"):
+            raise AssertionError(f"{cls.__name__} does not declare {unknown}")
+        return cls.model_validate(data)
 
 
 class Ok(Output):
