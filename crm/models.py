@@ -12,6 +12,7 @@ from peewee import (
     Model,
     SmallIntegerField,
     TextField,
+    fn,
 )
 
 from crm.clock import now
@@ -163,9 +164,11 @@ class Customer(BaseModel):
     updated_at = DateTimeField(default=now)
     last_visit_at = DateTimeField(null=True)
     # lower(name)|phone|customer_no (make_search_text), searched byte-wise (migration 0003).
-    # Every writer of a name, phone or number sets it and re-indexes crm.search_index.CustomerGram in the same
-    # transaction: customers.create_customer / update_customer, the import, the demo data; a
-    # restore brings the index in line (CustomerGram.follow). No save() does it behind them.
+    # Every writer of a name, phone or number sets it and re-indexes crm.search_index.CustomerGram
+    # in the same transaction: customers.create_customer / update_customer, the import, the demo
+    # data; so does every writer of a card (its number is found too: card_common._create_card,
+    # the import, the demo data), under the customer's row lock; a restore brings the index in
+    # line (CustomerGram.follow). No save() does it behind them.
     search_text = CharField(max_length=120, default="")
 
     class Meta:
@@ -182,7 +185,8 @@ class Customer(BaseModel):
 
     @classmethod
     def search(cls, q="", type_id=None, archived=False):
-        """Customers whose name, phone or number contains q (one indexed column, see search_text)."""
+        """Customers whose name, phone or number contains q (one indexed column, see
+        search_text), or one of whose card numbers does (three characters or more)."""
         from crm.search_index import CustomerGram  # the index's own module (it derives from us)
 
         query = cls.select()
@@ -192,11 +196,16 @@ class Customer(BaseModel):
             # The index narrows the customers down to those holding every piece of q (a few
             # entries each, see CustomerGram); the text itself is then compared on those only.
             # peewee escapes % and _, so typed wildcards match literally.
-            for number, gram in enumerate(CustomerGram.pieces(q) or ()):
+            pieces = CustomerGram.pieces(q) or ()
+            for number, gram in enumerate(pieces):
                 piece = CustomerGram.alias(f"g{number}")
                 query = query.join(piece, on=((piece.customer_id == cls.id)
                                               & (piece.gram == gram))).switch(cls)
-            query = query.where(cls.search_text.contains(q))
+            found = cls.search_text.contains(q)
+            if len(q) >= 3 and pieces:  # card numbers: only among the index's few candidates
+                found |= fn.EXISTS(Card.select(SQL("1")).where(
+                    (Card.customer == cls.id) & fn.LOWER(Card.card_no).contains(q)))
+            query = query.where(found)
         if type_id:
             query = query.where(cls.type == type_id)
         if archived is not None:

@@ -1,12 +1,13 @@
 """The customer search index (t_customer_gram): every three-character piece of each customer's
-lower-cased name, phone and number, plus single ideographs and pairs of them, so that a search
-reads a few index entries instead of every customer. Derived from t_customer, never backed up,
-brought in line by a restore (follow). Kept by every writer of a name, phone or number in the
-same transaction (see crm.models.Customer.search_text)."""
+lower-cased name, phone and number and of the numbers of their cards, plus single ideographs
+and pairs of them, so that a search reads a few index entries instead of every customer. Derived
+from t_customer and t_card, never backed up, brought in line by a restore (follow). Kept by
+every writer of a name, phone, number or card in the same transaction, under the customer's row
+lock (see crm.models.Customer.search_text)."""
 from peewee import SQL, CharField, CompositeKey, IntegerField, fn
 
 from crm.db import executemany
-from crm.models import BaseModel, Customer
+from crm.models import BaseModel, Card, Customer
 
 
 def _cjk(text):
@@ -17,10 +18,9 @@ def _cjk(text):
 
 class CustomerGram(BaseModel):
     """The search index: every three-character piece of each customer's (lower-cased) name,
-    phone and number, plus single ideographs and pairs of them, so that a search reads a few
-    index entries instead of every customer. Derived from t_customer: never backed up, brought
-    in line by a restore (follow). A stale piece only adds a candidate (the text is compared afterwards); a
-    missing one would hide a customer, so every write of a name, phone or number indexes it."""
+    phone, number and card numbers, plus single ideographs and pairs of them. A stale piece only
+    adds a candidate (the text is compared afterwards); a missing one would hide a customer, so
+    every write of a name, phone, number or card indexes it."""
 
     gram = CharField(max_length=3)
     customer_id = IntegerField()  # no foreign key: bulk loads stay cheap, customers never go
@@ -72,25 +72,45 @@ class CustomerGram(BaseModel):
 
     @classmethod
     def add(cls, rows):
-        """Index customers: rows of (id, name, phone, customer_no)."""
+        """Index customers or what they newly hold: rows of (id, text, ...), e.g. (id, name,
+        phone, customer_no) or (id, card_no)."""
         cls._insert([(gram, row[0]) for row in rows for gram in cls.grams(*row[1:])])
 
+    @staticmethod
+    def card_numbers(customer_id):
+        """The numbers of a customer's cards (closed ones too: a scanned old card still finds
+        its holder), in the order _customers() gives them."""
+        return tuple(no for (no,) in Card.select(Card.card_no)
+                     .where(Card.customer == customer_id).order_by(Card.card_no).tuples())
+
     @classmethod
-    def change(cls, customer_id, before, after):
-        """Re-index one customer whose (name, phone, customer_no) went from `before` to `after`."""
-        old, new = cls.grams(*before), cls.grams(*after)
+    def change(cls, customer_id, before, after, cards=()):
+        """Re-index one customer whose (name, phone, customer_no) went from `before` to `after`;
+        `cards`: the card numbers they hold, whose pieces stay (a phone used as a card number
+        shares every piece with it)."""
+        old, new = cls.grams(*before, *cards), cls.grams(*after, *cards)
         cls._delete([(gram, customer_id) for gram in sorted(old - new)])
         cls._insert([(gram, customer_id) for gram in sorted(new - old)])
 
     @classmethod
     def _customers(cls):
-        return (Customer.select(Customer.id, Customer.name, Customer.phone, Customer.customer_no)
-                .order_by(Customer.id).tuples().iterator())
+        """(id, name, phone, customer_no, *card numbers) of every customer, by id."""
+        cards = (Card.select(Card.customer, Card.card_no).order_by(Card.customer, Card.card_no)
+                 .tuples().iterator())
+        pending = next(cards, None)
+        for row in (Customer.select(Customer.id, Customer.name, Customer.phone,
+                                    Customer.customer_no).order_by(Customer.id).tuples().iterator()):
+            numbers = []
+            while pending is not None and pending[0] <= row[0]:
+                if pending[0] == row[0]:
+                    numbers.append(pending[1])
+                pending = next(cards, None)
+            yield (*row, *numbers)
 
     @classmethod
     def indexed(cls):
-        """What the index was made from, {customer id: (name, phone, customer_no)}; None when it
-        does not hold exactly as many pieces, and as many for each customer as a weighted sum
+        """What the index was made from, {customer id: (name, phone, customer_no, *cards)}; None
+        when it does not hold exactly as many pieces, and as many for each customer as a weighted sum
         tells, as those customers have (then follow() rebuilds). Pieces lost, or moved from one
         customer to another, are caught; stale pieces would only add candidates."""
         found, pieces, weight = {}, 0, 0
@@ -105,7 +125,7 @@ class CustomerGram(BaseModel):
     @classmethod
     def follow(cls, before):
         """After the customers were replaced wholesale (a restore): re-index those whose name,
-        phone or number changed, drop the pieces of those gone, index the new ones; the rest stay
+        phone, number or cards changed, drop the pieces of those gone, index the new ones; the rest stay
         (a restore mostly brings back the customers that are there: deleting and re-inserting
         1.8 million rows for 100,000 customers took longer than everything else). `before`:
         indexed() from before the change (it is used up); None rebuilds the whole index."""

@@ -6,7 +6,7 @@ import random
 import pytest
 
 from crm import db as crm_db
-from crm.models import Customer
+from crm.models import Card, Customer
 from crm.search_index import CustomerGram
 from crm.services import SYSTEM, backups, customer_import, customers, demo
 from tests.ledger_helpers import make_shop
@@ -34,8 +34,15 @@ def _index_rows(shop):
 
 
 def _expected_index(shop):
-    return sorted((g, c.id) for c in shop.do(lambda: list(Customer.select()))
-                  for g in CustomerGram.grams(c.name, c.phone, c.customer_no))
+    """The pieces of every customer's name, phone and number and of their cards' numbers."""
+    def read():
+        held = {}
+        for card in Card.select():
+            held.setdefault(card.customer_id, []).append(card.card_no)
+        return [(c, held.get(c.id, [])) for c in Customer.select()]
+
+    return sorted({(g, c.id) for c, numbers in shop.do(read)
+                   for g in CustomerGram.grams(c.name, c.phone, c.customer_no, *numbers)})
 
 
 def test_pieces_of_a_query():

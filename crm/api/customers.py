@@ -85,7 +85,7 @@ class CustomerList(Output):
 
 
 class CustomerFilters(Query):
-    q: str = Field(None, max_length=50, description="姓名、电话的任意一段或客户编号")
+    q: str = Field(None, max_length=50, description="姓名、电话的任意一段、客户编号或卡号（三位以上）")
     type_id: Id = Field(None, description="客户类型")
     archived: Literal["0", "1", "all"] = Field(None, description="0 正常（默认）、1 已归档、all 全部")
     sort: Literal["created", "name", "last_visit"] = Field(None, description="排序")

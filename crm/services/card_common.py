@@ -8,6 +8,7 @@ from peewee import IntegrityError
 from crm.db import db
 from crm.errors import Conflict, NotFound, ValidationError
 from crm.models import Card, Counter, Customer
+from crm.search_index import CustomerGram
 from crm.services import audit, validate
 from crm.services.ledger import PAYMENT_METHODS, seal_owners
 
@@ -58,11 +59,15 @@ def _new_card_no(card_no):
 
 
 def _create_card(actor, customer, card_no, remark=""):
+    """A new card for the customer, sealed and found by its number in the search; the caller
+    holds the customer's row lock (ledger.lock_customer), so an edit of the same customer's
+    phone cannot drop a piece the number shares with it."""
     try:
         with db.atomic():
             card = Card.create(card_no=_new_card_no(card_no), customer=customer.id,
                                created_by=actor.user, remark=remark)
             seal_owners([card.id])
+            CustomerGram.add([(customer.id, card.card_no)])
     except IntegrityError:
         raise Conflict(f"卡号 {card_no} 已存在", code="duplicate_card_no", field="card_no") from None
     audit.record(actor, "card.open", "card", card.id, customer=customer.id, card_no=card.card_no)

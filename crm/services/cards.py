@@ -34,6 +34,7 @@ from crm.services.ledger import (
     Settings,
     Statements,
     discounted,
+    lock_customer,
     member_discount,
     once,
     post,
@@ -95,6 +96,7 @@ def open_card(actor, customer_id, key, card_no="", amount=None, bonus=None,
     parts = ["open", customer_id, card_no, amount, bonus, payment_method, remark]
 
     def operation():
+        lock_customer(customer_id)  # the card's number joins the customer's search pieces
         customer = Customer.get_or_none(Customer.id == customer_id)
         if customer is None:
             raise NotFound("客户不存在", code="customer_not_found")
@@ -280,6 +282,12 @@ def receipt(record_id):
     if row is None:
         raise NotFound("没有这笔消费记录", code="record_not_found")
     return row
+
+
+def card_by_number(q):
+    """The card whose number is exactly `q` (as typed or scanned), or None."""
+    q = (q or "").strip()
+    return Card.get_or_none(Card.card_no == q) if q else None
 
 
 def counter_search(q, limit=10):

@@ -192,6 +192,7 @@ def _open_cards(actor, rows, customer_ids, stamp):
                           "created_by": actor.user.id if actor.user else None})
     for start in range(0, len(new_cards), 500):
         Card.insert_many(new_cards[start:start + 500]).execute()
+    CustomerGram.add([(c["customer"], c["card_no"]) for c in new_cards])  # found by card number
     card_ids = {}
     numbers = [c["card_no"] for c in new_cards]
     for start in range(0, len(numbers), 500):

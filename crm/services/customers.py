@@ -167,7 +167,8 @@ def update_customer(actor, customer_id, data):
                 values["search_text"] = Customer.make_search_text(*found_by)
                 Customer.update(**values, updated_at=now()).where(Customer.id == customer.id).execute()
                 CustomerGram.change(customer.id, (customer.name, customer.phone,
-                                                  customer.customer_no), found_by)
+                                                  customer.customer_no), found_by,
+                                    CustomerGram.card_numbers(customer.id))
             changes = audit.diff(before, snapshot(get_customer(customer.id)))
             if changes:
                 audit.record(actor, "customer.update", "customer", customer.id, changes=changes)

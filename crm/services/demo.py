@@ -241,9 +241,9 @@ def seed_bulk(database, operator, customers=1000, entries=10000, heavy=(), seed=
                 person["address"], rng.choice(type_ids), person["remark"], False, created,
                 created, clock.as_text(times[-1]) if times else None,
                 Customer.make_search_text(person["name"], person["phone"], number)))
-            batch["gram"].extend((gram, customer_id) for gram in
-                                 CustomerGram.grams(person["name"], person["phone"], number))
             number_of_card = generated_card_no(card_no + index)
+            batch["gram"].extend((gram, customer_id) for gram in CustomerGram.grams(
+                person["name"], person["phone"], number, number_of_card))
             batch["card"].append((card_id, number_of_card, customer_id, "active",
                                   card["money"], card["paid_money"], card["bonus_money"],
                                   card["entry_count"], card["chain_head"], "", created, stamp,

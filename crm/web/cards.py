@@ -26,8 +26,13 @@ def _key():
 @bp.route("/consume")
 @requires("consume")
 def counter():
-    """消费收银: find the customer by name, phone or number and pick one of their cards."""
+    """消费收银: find the customer by name, phone, number or card number and pick one of their
+    cards. A card number typed whole (or scanned: a reader types it and presses Enter) goes
+    straight to that card's consumption form."""
     q = request.args.get("q", "").strip()[:50]
+    card = cards.card_by_number(q)
+    if card is not None:
+        return redirect(url_for("cards.consume", card_id=card.id, customer_id=card.customer_id))
     return render_template("cards/counter.html", q=q, results=cards.counter_search(q))
 
 

@@ -4,7 +4,7 @@ import hashlib
 import json
 
 from crm import db as crm_db
-from crm.models import Customer
+from crm.models import Card, Customer
 from crm.search_index import CustomerGram
 from crm.services.backups.common import (
     MAX_LINE_BYTES,
@@ -54,7 +54,7 @@ def _load(database, source, fresh=False, before_commit=None):
             indexed = None
             if not fresh:
                 database.execute_sql("INSERT INTO t_restore_mode (id) VALUES (1)")
-                with database.bind_ctx([CustomerGram, Customer]):
+                with database.bind_ctx([CustomerGram, Customer, Card]):
                     indexed = CustomerGram.indexed()
             for model in (*reversed(TABLES), *NOT_CARRIED):
                 # A fresh scratch database holds only what migrations seed (t_counter's rows).
@@ -69,7 +69,7 @@ def _load(database, source, fresh=False, before_commit=None):
                 crm_db.executemany(database, statement,
                                    (tuple(row[c] for c in keep) for row in rows))
             if not fresh:
-                with database.bind_ctx([CustomerGram, Customer]):
+                with database.bind_ctx([CustomerGram, Customer, Card]):
                     CustomerGram.follow(indexed)
                 database.execute_sql("DELETE FROM t_restore_mode")
             if before_commit is not None:
