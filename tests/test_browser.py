@@ -252,12 +252,9 @@ SEVERAL_SUBMITS = """() => [...document.forms].filter(f => f.querySelectorAll(
 ).length > 1).map(f => f.id || f.getAttribute('action'))"""
 
 
-@pytest.mark.backends("sqlite")  # the policy and the pages do not depend on the database
-def test_every_page_loads_under_the_csp_without_console_errors(app, page):
-    """Every page a person can open (GET routes that answer HTML), as the admin, with real ids:
-    each loads without a console error, so the CSP holds everywhere (a blocked inline script or
-    style is a console error, which the `page` fixture turns into a failure). The forms with
-    several submit buttons found on the way are exactly those a click test covers."""
+def _every_page(app, page):
+    """Open every page a person can open (GET routes that answer HTML), as the admin, with real
+    ids; yields each URL once it has loaded (200)."""
     from werkzeug.routing import IntegerConverter
 
     from tests.ledger_helpers import furnished_shop
@@ -266,7 +263,6 @@ def test_every_page_loads_under_the_csp_without_console_errors(app, page):
     ids.update(token_id=1, rule_id=1, chart="daily", name="x")
     log_in(page, "boss")
     expect(page.locator("#side-menu")).to_be_attached()
-    visited, several = [], set()
     for rule in sorted(app.url_map.iter_rules(), key=lambda r: r.rule):
         path = rule.rule
         if ("GET" not in rule.methods or path.startswith(("/api/", "/static", "/healthz"))
@@ -277,11 +273,52 @@ def test_every_page_loads_under_the_csp_without_console_errors(app, page):
         response = page.goto(url)
         page.wait_for_load_state("networkidle")
         assert response.status == 200, (url, response.status)
+        yield url
+
+
+@pytest.mark.backends("sqlite")  # the policy and the pages do not depend on the database
+def test_every_page_loads_under_the_csp_without_console_errors(app, page):
+    """Every page loads without a console error, so the CSP holds everywhere (a blocked inline
+    script or style is a console error, which the `page` fixture turns into a failure). The
+    forms with several submit buttons found on the way are exactly those a click test covers.
+    Each page marks exactly one sidebar item active, the one its breadcrumb names (issue 19.3)."""
+    visited, several = [], set()
+    for url in _every_page(app, page):
         visited.append(url)
         several.update(page.evaluate(SEVERAL_SUBMITS))
+        active = page.locator("#side-menu .nav-link.active")
+        assert active.count() == 1, (url, active.all_inner_texts())
+        if url != "/":
+            assert page.locator("#breadcrumb .breadcrumb-item").nth(2).inner_text() == \
+                active.inner_text().strip(), url
     assert len(visited) >= 25, visited
     # A form whose buttons send different values needs a browser test that clicks each one.
     assert several == CLICKED_FORMS, several
+
+
+PHONE = {"width": 390, "height": 844}
+OVERFLOW = """() => {
+  const width = document.documentElement.clientWidth;
+  const wide = [...document.querySelectorAll("body *")].filter(el => {
+    if (el.closest(".table-responsive") || el.closest(".offcanvas-lg")) return false;
+    const box = el.getBoundingClientRect();
+    // Content wider than its box (a long path) that reaches past the screen's edge.
+    const spills = el.scrollWidth > el.clientWidth + 1 && el.clientWidth > 0 &&
+      getComputedStyle(el).overflowX === "visible" && box.left + el.scrollWidth > width + 1;
+    return box.width > 0 && (box.right > width + 1 || spills);
+  }).map(el => el.tagName.toLowerCase() + (el.id ? "#" + el.id : "") + "." + el.className);
+  return {scroll: document.documentElement.scrollWidth, width, wide: wide.slice(0, 5)};
+}"""
+
+
+@pytest.mark.backends("sqlite")
+def test_every_page_fits_a_phone(app, page):
+    """At 390 px (a phone), no page is wider than the screen: wide tables scroll inside their
+    own box (.table-responsive), nothing else sticks out (issue 19.4)."""
+    page.set_viewport_size(PHONE)
+    for url in _every_page(app, page):
+        found = page.evaluate(OVERFLOW)
+        assert found["scroll"] <= found["width"] and not found["wide"], (url, found)
 
 
 def test_card_status_buttons_send_their_action(app, page):

@@ -29,6 +29,18 @@ def page_number(page):
     return min(max(1, page or 1), MAX_PAGE)
 
 
+def page_window(page, pages, around=2):
+    """The page numbers a pager shows: the first, the last, and those within `around` of this
+    one, with None where numbers are left out (drawn as …)."""
+    shown = sorted({1, pages, *range(max(1, page - around), min(pages, page + around) + 1)})
+    out = []
+    for number in shown:
+        if out and number - out[-1] > 1:
+            out.append(None)
+        out.append(number)
+    return out
+
+
 def paging(count, page, per_page):
     """(page, pages) for `count` rows, `per_page` to a page: the page asked for, kept within
     1..pages (a page past the end shows the last)."""

@@ -8,7 +8,7 @@ from peewee import JOIN, SQL, IntegrityError, fn
 from crm.clock import now
 from crm.db import db
 from crm.errors import Conflict, NotFound, ValidationError
-from crm.models import AuditLog, Counter, Customer, CustomerType
+from crm.models import AuditLog, Card, Counter, Customer, CustomerType
 from crm.search_index import CustomerGram
 from crm.services import audit, excel, ledger, page_number, paging, validate
 
@@ -258,6 +258,16 @@ def _shown(value):
     if isinstance(value, bool):
         return "是" if value else "否"
     return "" if value is None else str(value)
+
+
+def card_totals(customer_ids):
+    """{customer id: (cards, money in fen across them)} for a page of customers: one grouped
+    read of their cards (closed cards count as cards; their balance is 0)."""
+    if not customer_ids:
+        return {}
+    rows = (Card.select(Card.customer, fn.COUNT(Card.id), fn.COALESCE(fn.SUM(Card.money), 0))
+            .where(Card.customer.in_(list(customer_ids))).group_by(Card.customer).tuples())
+    return {customer_id: (int(count), int(money)) for customer_id, count, money in rows}
 
 
 def parse_filters(args):

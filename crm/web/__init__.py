@@ -24,7 +24,7 @@ from crm.http import (  # noqa: F401 — the pages' modules take these from here
     requires,
 )
 from crm.money import format_fen, format_yuan
-from crm.services import audit, hold
+from crm.services import audit, hold, page_window
 from crm.services import users as user_service
 
 # Endpoints reachable without a login. Everything else needs one (default deny).
@@ -57,7 +57,7 @@ def init_app(app):
     login_manager.init_app(app)
     login_manager.session_protection = None  # the server-side token is the protection
 
-    from crm.web import admin, auth, backups, cards, customer_types, customers, main, reports
+    from crm.web import admin, auth, backups, cards, customer_types, customers, main, menu, reports
 
     for blueprint in (auth.bp, main.bp, admin.bp, customers.bp, customer_types.bp, cards.bp,
                       reports.bp, backups.bp):
@@ -67,6 +67,8 @@ def init_app(app):
     app.jinja_env.filters["fen"] = format_fen
     app.jinja_env.globals["can"] = lambda permission: user_service.permissions_of(
         current_user if current_user.is_authenticated else None).get(permission, False)
+    app.jinja_env.globals["menu"] = menu
+    app.jinja_env.globals["page_window"] = page_window
     # Each money form carries a fresh idempotency key, made when the form is drawn.
     app.jinja_env.globals["new_key"] = lambda: uuid.uuid4().hex
 

@@ -3,6 +3,7 @@ from flask import Blueprint, flash, redirect, render_template, request, url_for
 
 from crm.errors import CrmError
 from crm.models import User
+from crm.services import paging
 from crm.services import users as user_service
 from crm.web import actor, admin_required, flash_error, int_arg, period_arg
 
@@ -83,8 +84,10 @@ def audit_log():
     rows, total = audit_service.search(username=request.args.get("username", ""),
                                        action=request.args.get("action", ""), start=start,
                                        end=end, page=int_arg("page", 1))
+    page, pages = paging(total, int_arg("page", 1), audit_service.PER_PAGE)
     return render_template("admin/audit.html", rows=rows, total=total, start=start, end=end,
-                           actions=audit_service.ACTIONS, users=user_service.list_users())
+                           page=page, pages=pages, actions=audit_service.ACTIONS,
+                           users=user_service.list_users())
 
 
 @bp.route("/monitor")

@@ -17,6 +17,7 @@ def index():
     rows, total = customers.search(**filters)
     template = "customers/_results.html" if request.headers.get("HX-Request") else "customers/index.html"
     return render_template(template, rows=rows, total=total, filters=filters,
+                           held=customers.card_totals(c.id for c in rows),
                            types=customers.type_choices(), sorts=customers.SORTS,
                            per_page=customers.PER_PAGE)
 

@@ -18,6 +18,11 @@
   document.addEventListener("click", function (event) {
     var target = event.target.closest("[data-action=print]");
     if (target) window.print();
+    // An error page's 返回上一页: back where the clerk came from (home when opened directly).
+    if (event.target.closest("[data-action=back]")) {
+      if (window.history.length > 1) window.history.back();
+      else window.location.href = "/";
+    }
   });
   // Coming back with the browser's Back button shows the page as it was left: enable it again.
   window.addEventListener("pageshow", function (event) {

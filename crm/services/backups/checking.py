@@ -240,13 +240,16 @@ def describe(path):
     return info
 
 
-def list_backups(folder):
-    """The backups in the folder, newest first."""
+def list_backups(folder, limit=None):
+    """The backups in the folder, newest first (the newest `limit` only, when given: each one
+    described reads its manifest)."""
     folder = Path(folder)
     if not folder.is_dir():
         return []
     items = []
     for path in sorted(folder.glob("crm-backup-*.zip"), reverse=True):
+        if limit is not None and len(items) >= limit:
+            break
         if NAME.match(path.name):
             try:
                 items.append(describe(path))

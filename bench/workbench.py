@@ -1,0 +1,89 @@
+"""Bench: the 工作台 (home page), the most visited page, on a big shop.
+
+    python bench/workbench.py [--url mysql://root@127.0.0.1:3306/crm_bench_workbench]
+                              [--customers 100000] [--entries 1000000]
+
+Fills a fresh bench database (dropped and re-created: never point --url at a shop's data) with
+`crm seed-demo`'s generator (a year of entries, today's included), then times on the server
+side: today's figures (the service), the whole home page for an operator and for an admin (whose
+page also shows what needs attention), and, as the baseline in the same process, the whole
+monitoring status the admin's home page ran on every visit before (issue 19.2).
+"""
+import argparse
+import re
+import statistics
+import tempfile
+import time
+
+from _common import machine, recreate_mysql
+
+from crm import create_app  # noqa: E402
+from crm import db as crm_db  # noqa: E402
+from crm.models import CardRecord  # noqa: E402
+from crm.services import Actor, demo, monitor, workbench  # noqa: E402
+from crm.services import users as user_service  # noqa: E402
+
+PASSWORD = "bench-password-1"
+
+
+def timed(fn, repeat=15):
+    samples = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - started) * 1000)
+    samples.sort()
+    return f"p50 {statistics.median(samples):7.1f} ms  max {samples[-1]:7.1f} ms"
+
+
+def logged_in(app, username):
+    client = app.test_client()
+    html = client.get("/login").get_data(as_text=True)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
+    client.post("/login", data={"username": username, "password": PASSWORD, "csrf_token": token})
+    return client
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--url", default="mysql://root@127.0.0.1:3306/crm_bench_workbench")
+    parser.add_argument("--customers", type=int, default=100_000)
+    parser.add_argument("--entries", type=int, default=1_000_000)
+    args = parser.parse_args()
+
+    recreate_mysql(args.url)
+    instance = tempfile.mkdtemp(prefix="crm-bench-")
+    app = create_app({"DATABASE_URL": args.url, "INSTANCE_PATH": instance, "BCRYPT_ROUNDS": 4,
+                      "TESTING": True})
+    database = app.extensions["crm_db"]
+    crm_db.migrate(database)
+    with app.app_context(), database.connection_context():
+        print(machine(database))
+        boss = user_service.create_user(Actor(), "boss", PASSWORD, role="admin")
+        user_service.create_user(Actor(), "ann", PASSWORD)
+        started = time.perf_counter()
+        made = demo.seed_bulk(database, boss, customers=args.customers, entries=args.entries)
+        print(f"filled {args.customers} customers and {made} entries in "
+              f"{time.perf_counter() - started:.0f} s")
+        mine = workbench.today(boss.id)
+        print(f"today: {mine.recharges} recharges, {mine.consumptions} consumptions "
+              f"(of {CardRecord.select().count()} entries)")
+        print("\nserver time:")
+        print(f"  today's figures, the shop (service)     {timed(workbench.today)}")
+        print(f"  today's figures, one clerk (service)    {timed(lambda: workbench.today(boss.id))}")
+        print(f"  what needs attention (monitor.problems) {timed(lambda: monitor.problems(app.config))}")
+        print(f"  baseline: the whole monitoring status   {timed(lambda: monitor.status(app.config))}")
+
+    for username in ("ann", "boss"):
+        client = logged_in(app, username)
+
+        def page(client=client):
+            resp = client.get("/")
+            assert resp.status_code == 200 and "工作台" in resp.get_data(as_text=True)
+
+        print(f"  工作台 page, {username:4} (whole request)      {timed(page)}")
+    crm_db.close_all(database)
+
+
+if __name__ == "__main__":
+    main()
