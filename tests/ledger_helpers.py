@@ -74,15 +74,19 @@ def make_shop(app, discount=None):
 
 def furnished_shop(app, amount=10000):
     """make_shop plus a card holding `amount`, a customer type and one consumption on the card:
-    returns the shop and an id for each route argument (customer, card, type, record, user)."""
+    returns the shop and an id for each route argument (customer, card, type, record, user;
+    recharge_record_id: the card's first recharge, for the 充值凭证)."""
     shop = make_shop(app)
     card_id = shop.open_card(amount=amount, bonus=0)
 
     def more():
         ctype = customer_types.create_type(shop.admin, {"name": "普通客户"})
         record = cards.consume(shop.operator, card_id, key(), 100)
+        recharged = CardRecord.get((CardRecord.card == card_id)
+                                   & (CardRecord.business_type == "recharge"))
         return {"customer_id": shop.customer_id, "card_id": card_id, "type_id": ctype.id,
-                "record_id": record["record_id"], "user_id": shop.operator.user.id}
+                "record_id": record["record_id"], "user_id": shop.operator.user.id,
+                "recharge_record_id": recharged.id}
 
     return shop, run(app, more)
 

@@ -269,7 +269,10 @@ def _every_page(app, page):
                 or path.endswith((".xlsx", ".pdf", "/download")) or path in ("/login", "/setup")):
             continue
         assert all(isinstance(rule._converters[a], IntegerConverter) for a in rule.arguments), path
-        url = rule.build({a: ids[a] for a in rule.arguments}, append_unknown=False)[1]
+        values = {a: ids[a] for a in rule.arguments}
+        if rule.endpoint == "cards.recharge_receipt":
+            values["record_id"] = ids["recharge_record_id"]
+        url = rule.build(values, append_unknown=False)[1]
         response = page.goto(url)
         page.wait_for_load_state("networkidle")
         assert response.status == 200, (url, response.status)

@@ -105,12 +105,15 @@ def test_open_card_and_recharge_from_the_pages(app, staff, shop):
     assert resp.status_code == 302
     card = run(app, lambda: Card.get())
     assert card.money == 20000 and card.card_no == "80000001"
-    page = staff.get(resp.headers["Location"]).get_data(as_text=True)
+    assert "充值凭证" in staff.get(resp.headers["Location"]).get_data(as_text=True)
+    page = staff.get(f"/cards/{card.id}").get_data(as_text=True)
     resp = staff.post(f"/cards/{card.id}/recharge", data={
         "csrf_token": csrf_token(staff, "/"), "amount": "100", "bonus": "10",
         "payment_method": "cash", "idempotency_key": _form_key(page)})
     assert resp.status_code == 302
-    assert "卡内余额 ¥310.00" in staff.get(resp.headers["Location"]).get_data(as_text=True)
+    # The 充值凭证 (issue 19.6) instead of a notice on the card page.
+    assert "<dt>卡内余额</dt><dd>¥310.00</dd>" in staff.get(resp.headers["Location"]).get_data(
+        as_text=True)
     resp = staff.post(f"/cards/{card.id}/recharge", data={
         "csrf_token": csrf_token(staff, "/"), "amount": "-5", "idempotency_key": key()})
     assert resp.status_code == 422 and "金额必须大于 0" in resp.get_data(as_text=True)

@@ -66,6 +66,8 @@ def open_card(customer_id):
         flash_error(error)
         return redirect(url_for("customers.detail", customer_id=customer_id)), 303
     flash(f"已开卡 {result['card_no']}，卡内余额 {format_yuan(result['balance'])}", "success")
+    if result["record_id"]:  # money was put on the card: its 充值凭证
+        return redirect(url_for("cards.recharge_receipt", record_id=result["record_id"]))
     return redirect(url_for("cards.detail", card_id=result["card_id"]))
 
 
@@ -80,9 +82,7 @@ def recharge(card_id):
                                 remark=form.get("remark", ""))
     except CrmError as error:
         return _card_page(card_id, error.status, error=error, form=form)
-    bonus = f"（含赠送 {format_yuan(result['bonus'])}）" if result["bonus"] else ""
-    flash(f"充值成功{bonus}，卡内余额 {format_yuan(result['balance'])}", "success")
-    return redirect(url_for("cards.detail", card_id=card_id))
+    return redirect(url_for("cards.recharge_receipt", record_id=result["record_id"]))
 
 
 def _consume_form(card_id, status=200, **context):
@@ -110,7 +110,24 @@ def consume(card_id):
 @bp.route("/cards/records/<int:record_id>/receipt")
 def receipt(record_id):
     """The consumption's result: new balance and the receipt, printable on 80 mm paper."""
-    return render_template("cards/receipt.html", row=cards.receipt(record_id))
+    return render_template("cards/receipt.html", row=cards.receipt(record_id),
+                           reversal=receipts.reversal_of(record_id))
+
+
+@bp.route("/cards/records/<int:record_id>/recharge-receipt")
+def recharge_receipt(record_id):
+    """充值凭证: a recharge's (or card opening's) paid and bonus money, payment method and the
+    new balance, printable on 80 mm paper."""
+    return render_template("cards/recharge_receipt.html",
+                           facts=receipts.recharge_receipt(record_id))
+
+
+@bp.route("/cards/records/<int:record_id>/recharge-receipt.pdf")
+def recharge_receipt_pdf(record_id):
+    """The 充值凭证 as PDF."""
+    data = receipts.recharge_receipt_pdf(record_id, current_app.config["SHOP_NAME"])
+    return Response(data, mimetype="application/pdf", headers={
+        "Content-Disposition": f"inline; filename=recharge-receipt-{record_id}.pdf"})
 
 
 @bp.route("/cards/records/<int:record_id>/receipt.pdf")

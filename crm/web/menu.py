@@ -23,7 +23,8 @@ GROUPS = (
     ("会员", (
         Item("customers.index", "客户管理", "people", None,
              ("customers.", "cards.detail", "cards.open_card", "cards.recharge",
-              "cards.change_status", "cards.reissue", "cards.close", "cards.reverse")),
+              "cards.change_status", "cards.reissue", "cards.close", "cards.reverse",
+              "cards.recharge_receipt")),
         Item("customer_types.index", "客户类型", "tags", "admin", ("customer_types.",)),
         Item("cards.rules", "充值规则", "gift", "admin", ("cards.delete_rule",)),
     )),
