@@ -97,6 +97,16 @@ def period_arg():
     return statements.parse_period(args.get("start"), args.get("end"), args.get("preset"))
 
 
+def statement_period(customer_id):
+    """A customer's statement period in the query (start, end, preset — "all" included: since
+    the first card); web and API alike."""
+    from crm.services import statements
+
+    args = request.args
+    return statements.customer_period(customer_id, args.get("start"), args.get("end"),
+                                      args.get("preset"))
+
+
 def closing_args():
     """The daily closing's day and operator in the query string; web and API alike."""
     from crm.services import stats
@@ -133,7 +143,7 @@ def statement_file(customer_id, extension):
     for the page and the API."""
     from crm.services import statement_export
 
-    start, end = period_arg()
+    start, end = statement_period(customer_id)
     shop = current_app.config["SHOP_NAME"]
     name = statement_export.filename(customer_id, start, end, extension)
     if extension == "xlsx":

@@ -1,15 +1,32 @@
 """API: the customer statement and its exports, statistics, the daily closing. Each operation
 is declared once (crm.api.declare)."""
 
+from typing import Literal
+
 from pydantic import Field
 
 from crm.api.declare import File, operation
 from crm.api.types import DateText, Day, Id, Output, Page, Period, Query, Stamp, Yuan
-from crm.http import XLSX, closing_args, period_arg, requires, statement_file, xlsx_response
+from crm.http import (
+    XLSX,
+    closing_args,
+    period_arg,
+    requires,
+    statement_file,
+    statement_period,
+    xlsx_response,
+)
 from crm.services import statements, stats
 
 
-class StatementQuery(Period):
+class StatementPeriod(Period):
+    """A statement's period: the report presets and "all" (since the first card)."""
+
+    preset: Literal["today", "week", "month", "last_month", "all"] = Field(
+        None, description="常用期间；all 为全部（开卡以来）")
+
+
+class StatementQuery(StatementPeriod):
     page: Page = None
 
 
@@ -122,7 +139,7 @@ CHART = ({"type": "string", "enum": list(stats.CHARTS)},
            query=StatementQuery, answers={200: (Statement, "OK")}, errors=PERIOD_ERRORS)
 def customer_statement(customer_id, query):
     """Entries of all the customer's cards in the period (time order, paged) and the totals."""
-    start, end = period_arg()
+    start, end = statement_period(customer_id)
     result = statements.statement(customer_id, start, end, page=query.page or 1)
     totals = result.totals
     return Statement(
@@ -139,7 +156,7 @@ def customer_statement(customer_id, query):
 
 
 @operation("GET", "/v1/customers/<int:customer_id>/statement.xlsx", "对账单 Excel",
-           "customerStatementXlsx", query=Period, answers={200: (File(XLSX), "文件")},
+           "customerStatementXlsx", query=StatementPeriod, answers={200: (File(XLSX), "文件")},
            errors=PERIOD_ERRORS)
 @requires("export")
 def customer_statement_xlsx(customer_id):
@@ -148,7 +165,8 @@ def customer_statement_xlsx(customer_id):
 
 
 @operation("GET", "/v1/customers/<int:customer_id>/statement.pdf",
-           "对账单 PDF（最多 2000 笔流水，更多请导出 Excel）", "customerStatementPdf", query=Period,
+           "对账单 PDF（最多 2000 笔流水，更多请导出 Excel）", "customerStatementPdf",
+           query=StatementPeriod,
            answers={200: (File("application/pdf"), "文件")},
            errors={**PERIOD_ERRORS,
                    422: "日期不正确，或这段期间超过 PDF 的 2000 笔上限（请导出 Excel）"})

@@ -13,6 +13,8 @@ from crm.services import customers, paging, validate
 MAX_DAYS = 5 * 366 + 1  # a period of at most five years
 PER_PAGE = 50
 PRESETS = {"today": "今天", "week": "本周", "month": "本月", "last_month": "上月"}
+# A statement also offers the customer's whole history (issue 19.7).
+STATEMENT_PRESETS = {**PRESETS, "all": "全部（开卡以来）"}
 TOTAL_TYPES = ("opening", "recharge", "bonus", "consume", "reversal", "refund", "bonus_void",
                "transfer_in", "transfer_out")
 
@@ -42,6 +44,19 @@ def parse_period(start=None, end=None, preset=None, today=None):
     if (end - start).days + 1 > MAX_DAYS:
         raise ValidationError("查询期间最长 5 年，请缩短日期范围", code="period_too_long", field="start")
     return start, end
+
+
+def customer_period(customer_id, start=None, end=None, preset=None, today=None):
+    """The period of a customer's statement: as parse_period, or preset "all" — from the day the
+    customer's first card was opened to today, however long (one customer's entries, read
+    through their own index; no five-year cap)."""
+    if preset != "all":
+        return parse_period(start, end, preset, today)
+    today = today or clock.today()
+    first = Card.select(fn.MIN(Card.created_at)).where(Card.customer == customer_id).scalar()
+    if isinstance(first, str):  # SQLite hands aggregates back as text
+        first = datetime.datetime.fromisoformat(first)
+    return min(first.date(), today) if first else today, today
 
 
 def bounds(start, end):

@@ -2,7 +2,7 @@
 
 from flask import Blueprint, render_template, request
 
-from crm.http import statement_file, xlsx_response
+from crm.http import statement_file, statement_period, xlsx_response
 from crm.models import User
 from crm.money import format_fen
 from crm.services import cards, ledger, statement_export, statements, stats
@@ -21,9 +21,10 @@ def find():
 @bp.route("/customers/<int:customer_id>/statement")
 def statement(customer_id):
     """The customer's statement for a period: entries in time order, totals, exports."""
-    start, end = period_arg()
+    start, end = statement_period(customer_id)
     result = statements.statement(customer_id, start, end, page=int_arg("page", 1))
-    return render_template("reports/statement.html", st=result, presets=statements.PRESETS,
+    return render_template("reports/statement.html", st=result,
+                           presets=statements.STATEMENT_PRESETS,
                            types=ledger.BUSINESS_TYPES, methods=ledger.PAYMENT_METHODS,
                            labels=statement_export.TOTAL_LABELS,
                            pdf_refusal=statement_export.pdf_refusal(result.count))
