@@ -151,6 +151,40 @@ def statement_file(customer_id, extension):
     return pdf_response(statement_export.pdf_bytes(shop, customer_id, start, end), name)
 
 
+def customer_list_file(filters):
+    """The customer list under `filters` as Excel: one answer, one file name, page and API."""
+    from crm.services import customers
+
+    return xlsx_response(customers.export_xlsx(filters, current_app.config["SHOP_NAME"]),
+                         customers.export_filename())
+
+
+def import_template_file():
+    """The blank import template, page and API."""
+    from crm.services import customer_import
+
+    return xlsx_response(customer_import.template(current_app.config["SHOP_NAME"]),
+                         customer_import.TEMPLATE_FILENAME)
+
+
+def chart_file(chart):
+    """One chart's data for the period in the query as Excel, page and API."""
+    from crm.services import stats
+
+    start, end = period_arg()
+    filename, data = stats.chart_xlsx(chart, start, end, current_app.config["SHOP_NAME"])
+    return xlsx_response(data, filename)
+
+
+def closing_file():
+    """The daily closing of the day (and operator) in the query as Excel, page and API."""
+    from crm.services import stats
+
+    day, operator_id = closing_args()
+    filename, data = stats.closing_xlsx(day, operator_id, current_app.config["SHOP_NAME"])
+    return xlsx_response(data, filename)
+
+
 def uploaded_file():
     """The request's `file` field as (file name, bytes); the same check for page and API. What
     the bytes are (an .xlsx, a backup zip) the service that reads them decides."""

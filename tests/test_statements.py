@@ -1,10 +1,8 @@
 """对账单: the entries and totals of a period, reconciling; Excel and PDF exports; bad periods."""
 import datetime
-import io
 import random
 import subprocess
 
-import openpyxl
 import pytest
 
 from crm import clock as crm_clock
@@ -12,6 +10,7 @@ from crm.models import CardRecord
 from crm.services import cards, statements
 from tests.conftest import AuthActions, pdf_text
 from tests.ledger_helpers import key, make_shop
+from tests.xlsx_helpers import report_rows, title_lines
 
 DAY = datetime.date(2026, 3, 2)
 
@@ -144,9 +143,11 @@ def test_exports_carry_the_rows_and_totals(app, client, history, tmp_path):
     query = "start=2026-03-02&end=2026-03-04"
     resp = client.get(f"/customers/{shop.customer_id}/statement.xlsx?{query}")
     assert resp.status_code == 200
-    rows = list(openpyxl.load_workbook(io.BytesIO(resp.data)).active.iter_rows(values_only=True))
-    assert "客户对账单" in rows[0][0] and "张三" in rows[1][0]
-    header = rows.index(("时间", "卡号", "业务类型", "金额", "交易后余额", "操作员", "备注"))
+    title = title_lines(resp.data)
+    assert "客户对账单" in title[0] and "张三" in title[1]
+    rows = report_rows(resp.data)
+    header = rows.index(("时间", "卡号", "业务类型", "金额", "交易后余额", "支付方式", "折扣",
+                         "操作员", "备注"))
     body = rows[header + 1:header + 7]
     assert [(r[1], r[2], float(r[3])) for r in body] == [
         ("S-0002", "充值", 200.0), ("S-0001", "消费", -123.45), ("S-0002", "消费", -30.0),

@@ -5,7 +5,15 @@ from pydantic import Field
 
 from crm.api.declare import BODY_ERRORS, File, operation
 from crm.api.types import DateText, Day, Form, Id, Input, Ok, Output, Page, Query, Stamp, Upload, Yuan
-from crm.http import XLSX, actor, admin_required, requires, uploaded_file, xlsx_response
+from crm.http import (
+    XLSX,
+    actor,
+    admin_required,
+    customer_list_file,
+    import_template_file,
+    requires,
+    uploaded_file,
+)
 from crm.services import customer_import, customer_types, customers
 
 Discount = Annotated[int, Field(ge=1, le=100)]
@@ -184,8 +192,7 @@ def list_customers(query):
 @requires("export")
 def export_customers(query):
     """Every customer under the list's filters (q, type_id, archived, sort; all pages) as Excel."""
-    data = customers.export_xlsx(customers.parse_filters(query.as_args()))
-    return xlsx_response(data, customers.EXPORT_FILENAME)
+    return customer_list_file(customers.parse_filters(query.as_args()))
 
 
 @operation("GET", "/v1/customers/import/template.xlsx", "客户导入模板 Excel",
@@ -193,7 +200,7 @@ def export_customers(query):
 @requires("edit_customers")
 def customer_import_template():
     """The blank Excel template for POST /v1/customers/import."""
-    return xlsx_response(customer_import.template(), customer_import.TEMPLATE_FILENAME)
+    return import_template_file()
 
 
 @operation("POST", "/v1/customers", "新建客户", "createCustomer", body=CustomerInput,

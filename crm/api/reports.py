@@ -9,12 +9,13 @@ from crm.api.declare import File, operation
 from crm.api.types import DateText, Day, Id, Output, Page, Period, Query, Stamp, Yuan
 from crm.http import (
     XLSX,
+    chart_file,
     closing_args,
+    closing_file,
     period_arg,
     requires,
     statement_file,
     statement_period,
-    xlsx_response,
 )
 from crm.services import statements, stats
 
@@ -202,9 +203,7 @@ def dashboard_stats():
 @requires("statistics", "export")
 def chart_xlsx(chart):
     """One dashboard chart's data for the period as Excel (daily, by_type, top, activity)."""
-    start, end = period_arg()
-    filename, data = stats.chart_xlsx(chart, start, end)
-    return xlsx_response(data, filename)
+    return chart_file(chart)
 
 
 @operation("GET", "/v1/closing", "日结 / 交班：当天按支付方式的收款、各业务合计、钱箱应有现金",
@@ -224,7 +223,6 @@ def daily_closing():
 @requires("statistics", "export")
 def daily_closing_xlsx():
     """日结 as Excel (same day and operator_id as GET /v1/closing)."""
-    filename, data = stats.closing_xlsx(*closing_args())
-    return xlsx_response(data, filename)
+    return closing_file()
 
 

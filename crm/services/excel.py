@@ -1,7 +1,12 @@
 """Writing .xlsx files: one helper for every export, streaming rows (openpyxl write-only).
 openpyxl is imported when a file is made, not when the app starts: it costs every server process
 about 20 MB that most of them never need (the same for fpdf2 in crm.services.pdf)."""
+import datetime
 import io
+from dataclasses import dataclass
+
+from crm import clock
+from crm.money import yuan_decimal
 
 
 def cell(sheet, value):
@@ -29,25 +34,100 @@ def keep_text(sheet):
                 item.data_type = "s"
 
 
-def write_table(title, headers, rows, widths=None):
-    """An .xlsx (bytes) with one sheet: a bold, frozen header row, then the rows."""
+MONEY = '"¥"#,##0.00;[Red]-"¥"#,##0.00'
+FORMATS = {"money": MONEY, "count": "0", "date": "yyyy-mm-dd", "datetime": "yyyy-mm-dd hh:mm:ss"}
+A4 = "9"  # the paper size code of A4 in SpreadsheetML
+
+
+@dataclass(frozen=True)
+class Column:
+    """A column of a report: its header, width (characters) and kind — text, money (fen in,
+    a number in ¥ out), count, date or datetime (real dates, not text)."""
+
+    header: str
+    width: float
+    kind: str = "text"
+
+
+def _typed(sheet, value, kind):
+    """A cell for `value` as its column's kind says. Text stays text whatever the kind (a label
+    such as 期初余额 in a date column); an ISO date string in a date column becomes a date."""
+    if value is None or value == "":
+        return cell(sheet, None)
+    if kind in ("date", "datetime") and isinstance(value, str):
+        try:
+            value = datetime.date.fromisoformat(value) if kind == "date" else \
+                datetime.datetime.fromisoformat(value)
+        except ValueError:
+            return cell(sheet, value)
+    if kind == "money" and isinstance(value, int) and not isinstance(value, bool):
+        value = yuan_decimal(value)
+    made = cell(sheet, value)
+    if kind in FORMATS and not isinstance(value, str):
+        made.number_format = FORMATS[kind]
+    return made
+
+
+def report(sheet_title, heading, facts, columns, rows, after=(), landscape=None):
+    """An .xlsx report (bytes), as every export makes it (issue 19.8): the heading (the shop's
+    name and what this is) and fact lines (period, made at, …) above a bold header row that
+    stays in view and is printed again on every page; the rows typed by their columns (money
+    as numbers in ¥, dates as real dates, text always text); then `after` (totals, a signature
+    line), typed the same way with its first cell bold. A4, fitted to the page's width,
+    landscape when the columns are wide, page numbers at the foot."""
     import openpyxl
-    from openpyxl.styles import Font
+    from openpyxl.styles import Alignment, Font
 
     book = openpyxl.Workbook(write_only=True)
-    sheet = book.create_sheet(title[:31])
-    sheet.freeze_panes = "A2"
-    for index, width in enumerate(widths or ()):
-        sheet.column_dimensions[openpyxl.utils.get_column_letter(index + 1)].width = width
+    sheet = book.create_sheet(sheet_title[:31])
+    for index, column in enumerate(columns):
+        sheet.column_dimensions[openpyxl.utils.get_column_letter(index + 1)].width = column.width
+    header_row = len(facts) + 3  # heading, facts, a blank line, then the header
+    sheet.freeze_panes = f"A{header_row + 1}"
+    sheet.print_title_rows = f"{header_row}:{header_row}"
+    sheet.page_setup.paperSize = A4
+    sheet.page_setup.orientation = "landscape" if (
+        landscape if landscape is not None else sum(c.width for c in columns) > 95) else "portrait"
+    sheet.page_setup.fitToWidth = 1
+    sheet.page_setup.fitToHeight = 0
+    sheet.sheet_properties.pageSetUpPr.fitToPage = True
+    sheet.oddFooter.center.text = "第 &P / &N 页"
+    title = cell(sheet, heading)
+    title.font = Font(bold=True, size=14)
+    sheet.append([title])
+    for line in facts:
+        sheet.append([cell(sheet, line)])
+    sheet.append([])
     bold = Font(bold=True)
     header = []
-    for text in headers:
-        made = cell(sheet, text)
+    for column in columns:
+        made = cell(sheet, column.header)
         made.font = bold
+        made.alignment = Alignment(horizontal="right" if column.kind in ("money", "count")
+                                   else "left")
         header.append(made)
     sheet.append(header)
     for row in rows:
-        sheet.append(text_row(sheet, row))
+        sheet.append([_typed(sheet, value, column.kind)
+                      for value, column in zip(row, columns, strict=False)])
+    if after:
+        sheet.append([])
+    for row in after:
+        cells = [_typed(sheet, value, column.kind) for value, column in zip(row, columns,
+                                                                             strict=False)]
+        if cells:
+            cells[0].font = bold
+        sheet.append(cells)
     out = io.BytesIO()
     book.save(out)
     return out.getvalue()
+
+
+def made_at():
+    """The 制表时间 line of a report."""
+    return f"制表时间：{clock.now().strftime('%Y-%m-%d %H:%M:%S')}"
+
+
+def period_line(start, end):
+    return f"期间：{start.isoformat()} 至 {end.isoformat()}" if start != end else \
+        f"日期：{start.isoformat()}"

@@ -1,15 +1,16 @@
 """对账单 as Excel (streamed, write-only) and as A4 PDF (Chinese font, repeated header row,
 page numbers). Both carry exactly the statement's rows and totals."""
-import io
 import re
 
-from crm import clock
 from crm.errors import ValidationError
-from crm.money import format_yuan, yuan_decimal
+from crm.money import format_yuan
 from crm.services import excel, ledger, pdf, statements
 
-HEADERS = ("时间", "卡号", "业务类型", "金额", "交易后余额", "操作员", "备注")
-MONEY = '"¥"#,##0.00;[Red]-"¥"#,##0.00'
+COLUMNS = (excel.Column("时间", 19, "datetime"), excel.Column("卡号", 14),
+           excel.Column("业务类型", 10), excel.Column("金额", 13, "money"),
+           excel.Column("交易后余额", 13, "money"), excel.Column("支付方式", 8),
+           excel.Column("折扣", 20), excel.Column("操作员", 10), excel.Column("备注", 28))
+HEADERS = tuple(column.header for column in COLUMNS)
 TOTAL_LABELS = (("opening_balance", "期初余额"), ("recharge", "充值"), ("bonus", "赠送"),
                 ("consume", "消费"), ("reversal", "冲正"), ("refund", "退款"),
                 ("net", "净变动"), ("closing_balance", "期末余额"))
@@ -26,63 +27,38 @@ def filename(customer_id, start, end, extension):
     return f"对账单_{name}_{customer.customer_no}_{start}_{end}.{extension}"
 
 
+def _discount(entry):
+    """A consumption's member discount as the page shows it: 8.8 折（原价 ¥100.00）."""
+    if not entry.discount or entry.discount >= 100:
+        return ""
+    return f"{entry.discount / 10:g} 折（原价 {format_yuan(abs(entry.original_amount))}）"
+
+
 def _row(entry):
-    """One entry as the exports show it: time, card, type, signed amount, balance, operator, remark."""
+    """One entry as the exports show it: time, card, type, signed amount, balance, payment
+    method, discount, operator, remark."""
     return (entry.created_at, entry.card_no,
             ledger.BUSINESS_TYPES.get(entry.business_type, entry.business_type),
-            entry.amount, entry.balance_after, entry.display_name or entry.username, entry.remark)
+            entry.amount, entry.balance_after,
+            ledger.PAYMENT_METHODS.get(entry.payment_method or "", ""), _discount(entry),
+            entry.display_name or entry.username, entry.remark)
 
 
 def _title(shop_name, customer, start, end):
-    return [(f"{shop_name} · 客户对账单",),
-            (f"客户：{customer.name}（编号 {customer.customer_no}，电话 {customer.phone}）",),
-            (f"期间：{start.isoformat()} 至 {end.isoformat()}",),
-            (f"制表时间：{clock.now().strftime('%Y-%m-%d %H:%M:%S')}",)]
+    return [f"{shop_name} · 客户对账单",
+            f"客户：{customer.name}（编号 {customer.customer_no}，电话 {customer.phone}）",
+            excel.period_line(start, end), excel.made_at()]
 
 
 def xlsx(shop_name, customer_id, start, end):
     """The whole period's statement as .xlsx bytes, streamed row by row from the database."""
-    import openpyxl
-    from openpyxl.styles import Font
-
     customer = statements.customers.get_customer(customer_id)
     summary = statements.totals(customer_id, start, end)
-    book = openpyxl.Workbook(write_only=True)
-    sheet = book.create_sheet("对账单")
-    for letter, width in zip("ABCDEFG", (20, 14, 10, 14, 14, 12, 30), strict=True):
-        sheet.column_dimensions[letter].width = width
-    title = _title(shop_name, customer, start, end)
-    sheet.freeze_panes = f"A{len(title) + 2}"  # the title block and the header row stay
-    for index, line in enumerate(title):
-        cell = excel.cell(sheet, line[0])
-        cell.font = Font(bold=index == 0, size=14 if index == 0 else 11)
-        sheet.append([cell])
-    sheet.append([_bold(sheet, h) for h in HEADERS])
-    for entry in statements.entries_query(customer_id, start, end).objects().iterator():
-        values = list(_row(entry))
-        row = excel.text_row(sheet, values)  # a name or remark such as "=HYPERLINK(…)" stays text
-        row[0].number_format = "yyyy-mm-dd hh:mm:ss"
-        for money in (3, 4):
-            row[money].value = yuan_decimal(values[money])
-            row[money].number_format = MONEY
-        sheet.append(row)
-    sheet.append([])
-    for key, label in TOTAL_LABELS:
-        amount = excel.cell(sheet, yuan_decimal(summary[key]))
-        amount.number_format = MONEY
-        sheet.append([_bold(sheet, label), None, None, amount])
-    out = io.BytesIO()
-    book.save(out)
-    return out.getvalue()
-
-
-def _bold(sheet, text):
-    from openpyxl.styles import Alignment, Font
-
-    cell = excel.cell(sheet, text)
-    cell.font = Font(bold=True)
-    cell.alignment = Alignment(horizontal="left")
-    return cell
+    heading, *facts = _title(shop_name, customer, start, end)
+    rows = (_row(entry) for entry in
+            statements.entries_query(customer_id, start, end).objects().iterator())
+    totals = [(label, None, None, summary[key]) for key, label in TOTAL_LABELS]
+    return excel.report("对账单", heading, facts, COLUMNS, rows, after=totals)
 
 
 def _page_number(doc):
@@ -116,20 +92,21 @@ def pdf_bytes(shop_name, customer_id, start, end):
         raise refusal
     doc = pdf.document(margin_mm=12, footer=_page_number)
     doc.add_page()
-    for index, (line,) in enumerate(_title(shop_name, customer, start, end)):
+    for index, line in enumerate(_title(shop_name, customer, start, end)):
         doc.set_font("text", "", 15 if index == 0 else 9)
         doc.cell(0, 8 if index == 0 else 5, line, new_x="LMARGIN", new_y="NEXT")
     doc.ln(2)
     doc.set_font("text", size=8)
-    widths = (32, 24, 16, 22, 22, 18, 52)
+    widths = (28, 18, 12, 19, 19, 12, 32, 16, 30)
 
     def rows():
         for entry in statements.entries_query(customer_id, start, end).objects().iterator():
-            time, card_no, kind, amount, balance, operator, remark = _row(entry)
+            time, card_no, kind, amount, balance, method, discount, operator, remark = \
+                _row(entry)
             yield (time.strftime("%Y-%m-%d %H:%M:%S"), card_no, kind, format_yuan(amount),
-                   format_yuan(balance), operator, remark)
+                   format_yuan(balance), method, discount, operator, remark)
 
-    pdf.table(doc, widths, ("L", "L", "L", "R", "R", "L", "L"), HEADERS, rows())
+    pdf.table(doc, widths, ("L", "L", "L", "R", "R", "L", "L", "L", "L"), HEADERS, rows())
     doc.ln(4)
     doc.set_font("text", size=10)
     for key, label in TOTAL_LABELS:

@@ -11,7 +11,6 @@ from crm.clock import now
 from crm.db import db
 from crm.errors import NotFound
 from crm.models import Card, CardRecord, ConsumeRecord, Customer, CustomerType, User
-from crm.money import yuan_decimal
 from crm.services import excel, ledger, statements, validate
 
 log = logging.getLogger(__name__)
@@ -235,26 +234,30 @@ def dashboard(start, end):
         return figures
 
 
-# The dashboard's charts: key → (title, column headers, rows of the dashboard's data).
+# The dashboard's charts: key → (title, columns, rows of the dashboard's data; money in fen).
+_MONEY = 14
 CHARTS = {
-    "daily": ("每日充值与消费", ("日期", "充值", "消费"),
-              lambda d: [(r["day"], yuan_decimal(r["recharge"]), yuan_decimal(r["consume"]))
-                         for r in d["daily"]]),
-    "by_type": ("各客户类型消费", ("客户类型", "消费"),
-                lambda d: [(r["type"], yuan_decimal(r["amount"])) for r in d["by_type"]]),
-    "top": ("消费前十的客户", ("客户", "电话", "消费"),
-            lambda d: [(r["name"], r["phone"], yuan_decimal(r["amount"])) for r in d["top"]]),
-    "activity": ("客户活跃度", ("最近到店", "客户数"),
+    "daily": ("每日充值与消费", (excel.Column("日期", 12, "date"), excel.Column("充值", _MONEY, "money"),
+                                 excel.Column("消费", _MONEY, "money")),
+              lambda d: [(r["day"], r["recharge"], r["consume"]) for r in d["daily"]]),
+    "by_type": ("各客户类型消费", (excel.Column("客户类型", 16), excel.Column("消费", _MONEY, "money")),
+                lambda d: [(r["type"], r["amount"]) for r in d["by_type"]]),
+    "top": ("消费前十的客户", (excel.Column("客户", 14), excel.Column("电话", 14),
+                               excel.Column("消费", _MONEY, "money")),
+            lambda d: [(r["name"], r["phone"], r["amount"]) for r in d["top"]]),
+    "activity": ("客户活跃度", (excel.Column("最近到店", 16), excel.Column("客户数", 10, "count")),
                  lambda d: [(r["label"], r["customers"]) for r in d["activity"]]),
 }
 
 
-def chart_xlsx(chart, start, end):
+def chart_xlsx(chart, start, end, shop_name=""):
     """One chart's data for the period as an .xlsx: (file name, bytes); 404 for no such chart."""
     if chart not in CHARTS:
         raise NotFound("没有这个图表", code="unknown_chart")
-    title, headers, rows = CHARTS[chart]
-    data = excel.write_table(title, headers, rows(current(start, end)))
+    title, columns, rows = CHARTS[chart]
+    data = excel.report(title, f"{shop_name} · {title}".strip(" ·"),
+                        [excel.period_line(start, end), excel.made_at()], columns,
+                        rows(current(start, end)))
     return f"{title}_{start}_{end}.xlsx", data
 
 
@@ -302,15 +305,26 @@ def closing(day, operator_id=None):
             "cash": money_in["cash"], "totals": totals}
 
 
-def closing_xlsx(day, operator_id=None):
+CLOSING_COLUMNS = (excel.Column("业务", 16), excel.Column("支付方式", 10),
+                   excel.Column("笔数", 8, "count"), excel.Column("金额", 14, "money"))
+
+
+def closing_xlsx(day, operator_id=None, shop_name=""):
     """The day's closing as an .xlsx: (file name, bytes) — every line with its business type
-    (a reversal says what it reverses), payment method, count and amount, then the cash due."""
+    (a reversal says what it reverses), payment method, count and amount; then the money taken
+    in by payment method, the cash the till should hold, and lines to sign at the hand-over."""
     result = closing(day, operator_id)
     rows = [(ledger.BUSINESS_TYPES.get(line["business_type"], line["business_type"])
              + (f"（{ledger.BUSINESS_TYPES.get(line['reverses_type'], '')}）"
                 if line["reverses_type"] else ""),
              ledger.PAYMENT_METHODS.get(line["payment_method"], ""), line["count"],
-             yuan_decimal(line["amount"])) for line in result["lines"]]
-    rows.append(("应收现金", "", "", yuan_decimal(result["cash"])))
-    data = excel.write_table(f"日结 {day}", ("业务", "支付方式", "笔数", "金额"), rows)
+             line["amount"]) for line in result["lines"]]
+    after = [(f"{label}收款合计", label, None, result["money_in"][method])
+             for method, label in ledger.PAYMENT_METHODS.items()]
+    after += [("钱箱应有现金", "现金", None, result["cash"]), (),
+              ("交班人签名：", "", "接班人签名："), ("日期：", "", "时间：")]
+    who = f"操作员：{result['operator'].name}" if result["operator"] else "操作员：全部"
+    data = excel.report(f"日结 {day}", f"{shop_name} · 日结交班表".strip(" ·"),
+                        [excel.period_line(day, day), who, excel.made_at()], CLOSING_COLUMNS,
+                        rows, after=after)
     return f"日结_{day}.xlsx", data

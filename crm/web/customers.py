@@ -4,7 +4,7 @@ from pathlib import Path
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 
 from crm.errors import CrmError
-from crm.http import uploaded_file, xlsx_response
+from crm.http import customer_list_file, import_template_file, uploaded_file
 from crm.services import cards, customer_import, customers, ledger
 from crm.web import actor, flash_error, int_form, requires
 
@@ -26,8 +26,7 @@ def index():
 @requires("export")
 def export():
     """Every customer under the current filters, as Excel."""
-    data = customers.export_xlsx(customers.parse_filters(request.args))
-    return xlsx_response(data, customers.EXPORT_FILENAME)
+    return customer_list_file(customers.parse_filters(request.args))
 
 
 def _form_page(template, status=200, **context):
@@ -109,7 +108,7 @@ def import_form():
 @requires("edit_customers")
 def import_template():
     """The blank import template."""
-    return xlsx_response(customer_import.template(), customer_import.TEMPLATE_FILENAME)
+    return import_template_file()
 
 
 @bp.route("/import", methods=["POST"])

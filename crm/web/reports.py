@@ -2,7 +2,8 @@
 
 from flask import Blueprint, render_template, request
 
-from crm.http import statement_file, statement_period, xlsx_response
+from crm import clock
+from crm.http import chart_file, closing_file, statement_file, statement_period
 from crm.models import User
 from crm.money import format_fen
 from crm.services import cards, ledger, statement_export, statements, stats
@@ -69,9 +70,7 @@ def dashboard():
 @requires("statistics", "export")
 def chart_xlsx(chart):
     """One chart's data as Excel."""
-    start, end = period_arg()
-    filename, data = stats.chart_xlsx(chart, start, end)
-    return xlsx_response(data, filename)
+    return chart_file(chart)
 
 
 @bp.route("/closing")
@@ -81,12 +80,12 @@ def closing():
     day, operator_id = closing_args()
     return render_template("reports/closing.html", result=stats.closing(day, operator_id),
                            users=User.select().order_by(User.username),
-                           types=ledger.BUSINESS_TYPES, methods=ledger.PAYMENT_METHODS)
+                           types=ledger.BUSINESS_TYPES, methods=ledger.PAYMENT_METHODS,
+                           now_text=clock.as_text(clock.now()))
 
 
 @bp.route("/closing.xlsx")
 @requires("statistics", "export")
 def closing_xlsx():
     """The day's closing as Excel."""
-    filename, data = stats.closing_xlsx(*closing_args())
-    return xlsx_response(data, filename)
+    return closing_file()
