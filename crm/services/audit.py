@@ -52,6 +52,7 @@ ACTIONS = {
     "token.revoke": "注销登录令牌",
     "backup.create": "备份", "backup.restore": "恢复备份", "backup.download": "下载备份",
     "export": "导出", "user.rename": "用户改名", "customer_type.rename": "客户类型改名",
+    "backup.recovery_key": "查看恢复密钥",
 }
 PER_PAGE = 50
 

@@ -344,16 +344,26 @@ def reset_password(actor, user_id, password):
     return user
 
 
+def _own_password(user, password, field, wrong):
+    """A user's own password asked again (to change it, to see the recovery key): a password
+    check like a login's — the same places and lock — so a stolen session cannot try passwords
+    without limit."""
+    _login_place(user.username)
+    if not _check_password(password, user.password_hash):
+        record_failure(user.username)
+        raise ValidationError(wrong, code="wrong_password", field=field)
+    forget_attempts(user.username)
+
+
+def confirm_own_password(actor, password):
+    """The signed-in user typed their password again (before the recovery key is shown)."""
+    _own_password(get_user(actor.user.id), password, "password", "密码不正确")
+
+
 def change_own_password(actor, old_password, new_password, keep_token=None):
     """Any user changes their own password (the old one is asked for); other logins end."""
     user = get_user(actor.user.id)
-    # The old password is a password check like a login's: the same places and lock, so a
-    # stolen session cannot try passwords without limit.
-    _login_place(user.username)
-    if not _check_password(old_password, user.password_hash):
-        record_failure(user.username)
-        raise ValidationError("原密码不正确", code="wrong_password", field="old_password")
-    forget_attempts(user.username)
+    _own_password(user, old_password, "old_password", "原密码不正确")
     password_hash = hash_password(new_password)
     with db.atomic():
         User.update(password_hash=password_hash, updated_at=now()).where(

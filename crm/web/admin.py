@@ -3,7 +3,7 @@ from flask import Blueprint, flash, redirect, render_template, request, url_for
 
 from crm.errors import CrmError
 from crm.models import User
-from crm.services import paging
+from crm.services import audit_text, paging
 from crm.services import users as user_service
 from crm.web import actor, admin_required, flash_error, int_arg, period_arg
 
@@ -87,7 +87,7 @@ def audit_log():
     page, pages = paging(total, int_arg("page", 1), audit_service.PER_PAGE)
     return render_template("admin/audit.html", rows=rows, total=total, start=start, end=end,
                            page=page, pages=pages, actions=audit_service.ACTIONS,
-                           users=user_service.list_users())
+                           described=audit_text.describe(rows), users=user_service.list_users())
 
 
 @bp.route("/monitor")

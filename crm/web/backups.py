@@ -1,9 +1,19 @@
 """备份与恢复 (admin): back up now, list, download, upload, restore with a typed confirmation."""
-from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    current_app,
+    flash,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 
 from crm.errors import CrmError
 from crm.http import backup_file, backup_folder, received_upload, restore_with_confirmation
-from crm.services import backups, ledger
+from crm.services import audit, backups, ledger
+from crm.services import users as user_service
 from crm.web import actor, admin_required, flash_error
 
 bp = Blueprint("backups", __name__, url_prefix="/admin/backups")
@@ -75,3 +85,21 @@ def restore(name):
           f"账本校验：{'全部正确' if result['ledger_ok'] else '有问题，请查看账本校验'}。"
           "所有用户需要重新登录。", "success")
     return redirect(url_for("auth.login"))
+
+
+@bp.route("/recovery-key", methods=["POST"])
+@admin_required
+def recovery_key():
+    """The recovery key (this PC's ledger key), shown and printable once the admin has typed
+    their password again; the showing is audited and the page is never cached."""
+    try:
+        user_service.confirm_own_password(actor(), request.form.get("password", ""))
+    except CrmError as error:
+        flash_error(error)
+        return redirect(url_for("backups.index"), 303)
+    audit.record(actor(), "backup.recovery_key", "ledger", "", fingerprint=ledger.key_fingerprint())
+    response = make_response(render_template(
+        "backups/recovery_key.html", key=ledger.current_key().decode("utf-8"),
+        fingerprint=ledger.key_fingerprint()))
+    response.headers["Cache-Control"] = "no-store"
+    return response
