@@ -234,19 +234,49 @@ def dashboard(start, end):
         return figures
 
 
-# The dashboard's charts: key → (title, columns, rows of the dashboard's data; money in fen).
+DAILY_UP_TO = 62  # days: a longer period's chart goes by week
+WEEKLY_UP_TO = 366  # days: a longer one by month
+
+
+def grouped(days, start, end):
+    """The daily figures as the chart of this period reads best (issue 19.10): by day up to
+    DAILY_UP_TO days, by week (from Monday) up to a year, by month beyond. Returns (unit: 日,
+    周 or 月, rows of {day: the bucket's first day, label, recharge, consume})."""
+    span = (end - start).days + 1
+    if span <= DAILY_UP_TO:
+        unit, first = "日", (lambda d: d)
+    elif span <= WEEKLY_UP_TO:
+        unit, first = "周", (lambda d: d - datetime.timedelta(days=d.weekday()))
+    else:
+        unit, first = "月", (lambda d: d.replace(day=1))
+    buckets = {}
+    for row in days:
+        key = first(datetime.date.fromisoformat(row["day"]))
+        bucket = buckets.setdefault(key, {"recharge": 0, "consume": 0})
+        bucket["recharge"] += row["recharge"]
+        bucket["consume"] += row["consume"]
+    label = {"日": lambda d: d.strftime("%m-%d"), "周": lambda d: d.strftime("%m-%d") + " 周",
+             "月": lambda d: d.strftime("%Y-%m")}[unit]
+    return unit, [{"day": key.isoformat(), "label": label(key), **figures}
+                  for key, figures in sorted(buckets.items())]
+
+
+# The dashboard's charts: key → (title, columns, rows of the dashboard's data and period;
+# money in fen). The daily chart's title names its unit: 每日 / 每周 / 每月.
 _MONEY = 14
 CHARTS = {
-    "daily": ("每日充值与消费", (excel.Column("日期", 12, "date"), excel.Column("充值", _MONEY, "money"),
+    "daily": ("每日充值与消费", (excel.Column("日期", 12, "date"),
+                                 excel.Column("充值", _MONEY, "money"),
                                  excel.Column("消费", _MONEY, "money")),
-              lambda d: [(r["day"], r["recharge"], r["consume"]) for r in d["daily"]]),
+              lambda d, start, end: [(r["day"], r["recharge"], r["consume"])
+                                     for r in grouped(d["daily"], start, end)[1]]),
     "by_type": ("各客户类型消费", (excel.Column("客户类型", 16), excel.Column("消费", _MONEY, "money")),
-                lambda d: [(r["type"], r["amount"]) for r in d["by_type"]]),
+                lambda d, *_: [(r["type"], r["amount"]) for r in d["by_type"]]),
     "top": ("消费前十的客户", (excel.Column("客户", 14), excel.Column("电话", 14),
                                excel.Column("消费", _MONEY, "money")),
-            lambda d: [(r["name"], r["phone"], r["amount"]) for r in d["top"]]),
+            lambda d, *_: [(r["name"], r["phone"], r["amount"]) for r in d["top"]]),
     "activity": ("客户活跃度", (excel.Column("最近到店", 16), excel.Column("客户数", 10, "count")),
-                 lambda d: [(r["label"], r["customers"]) for r in d["activity"]]),
+                 lambda d, *_: [(r["label"], r["customers"]) for r in d["activity"]]),
 }
 
 
@@ -255,10 +285,22 @@ def chart_xlsx(chart, start, end, shop_name=""):
     if chart not in CHARTS:
         raise NotFound("没有这个图表", code="unknown_chart")
     title, columns, rows = CHARTS[chart]
-    data = excel.report(title, f"{shop_name} · {title}".strip(" ·"),
-                        [excel.period_line(start, end), excel.made_at()], columns,
-                        rows(current(start, end)))
+    if chart == "daily":
+        title = chart_title(chart, start, end)
+    facts = [excel.period_line(start, end), excel.made_at()]
+    if title.startswith(("每周", "每月")):
+        facts.insert(1, f"{title[:2]}一行，日期为该{title[1]}的第一天（每周从周一算起）")
+    data = excel.report(title, f"{shop_name} · {title}".strip(" ·"), facts, columns,
+                        rows(current(start, end), start, end))
     return f"{title}_{start}_{end}.xlsx", data
+
+
+def chart_title(chart, start, end):
+    """A chart's title for the period: the daily chart says 每日, 每周 or 每月."""
+    title = CHARTS[chart][0]
+    if chart == "daily":
+        title = f"每{grouped([], start, end)[0]}充值与消费"
+    return title
 
 
 # --- 日结 / 交班 --------------------------------------------------------------------------------

@@ -51,10 +51,11 @@ def dashboard():
     """统计分析: the period's figures and charts."""
     start, end = period_arg()
     data = stats.dashboard(start, end)
+    _, days = stats.grouped(data["daily"], start, end)
     chart_data = {
-        "daily": {"labels": [r["day"][5:] for r in data["daily"]],
-                  "recharge": [format_fen(r["recharge"]) for r in data["daily"]],
-                  "consume": [format_fen(r["consume"]) for r in data["daily"]]},
+        "daily": {"labels": [r["label"] for r in days],
+                  "recharge": [format_fen(r["recharge"]) for r in days],
+                  "consume": [format_fen(r["consume"]) for r in days]},
         "by_type": {"labels": [r["type"] for r in data["by_type"]],
                     "values": [format_fen(r["amount"]) for r in data["by_type"]]},
         "top": {"labels": [r["name"] for r in data["top"]],
@@ -62,8 +63,9 @@ def dashboard():
         "activity": {"labels": [r["label"] for r in data["activity"]],
                      "values": [r["customers"] for r in data["activity"]]},
     }
+    titles = {key: stats.chart_title(key, start, end) for key in stats.CHARTS}
     return render_template("reports/dashboard.html", data=data, start=start, end=end,
-                           presets=statements.PRESETS, chart_data=chart_data, charts=stats.CHARTS)
+                           presets=statements.PRESETS, chart_data=chart_data, titles=titles)
 
 
 @bp.route("/stats/<chart>.xlsx")
