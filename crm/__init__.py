@@ -81,3 +81,17 @@ def _log_to_instance(app, folder):
     if not any(isinstance(h, RotatingFileHandler) for h in root.handlers):
         root.addHandler(handler)
     root.setLevel(app.config.get("LOG_LEVEL", "INFO"))
+    quiet_libraries()
+
+
+# Libraries whose INFO lines are chatter in a shop's log: fontTools lists every font table it
+# prunes for each PDF, APScheduler each run of the 10-minute check, waitress its address.
+# Their warnings and errors still come through (fontTools': errors only).
+CHATTY = {"fontTools": logging.ERROR, "fpdf": logging.WARNING, "PIL": logging.WARNING,
+          "apscheduler": logging.WARNING, "waitress": logging.WARNING, "peewee": logging.WARNING}
+
+
+def quiet_libraries():
+    """Keep third-party chatter out of the log file and the server window."""
+    for name, level in CHATTY.items():
+        logging.getLogger(name).setLevel(level)

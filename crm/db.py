@@ -198,8 +198,9 @@ def snapshot(database=None):
             yield database
 
 
-def wait_for(database, seconds):
-    """Try to connect for up to `seconds`; return True once the database answers."""
+def wait_for(database, seconds, waiting=None):
+    """Try to connect for up to `seconds`; return True once the database answers. `waiting()`
+    is called once, when the first try fails (the server window says it is waiting)."""
     deadline = time.monotonic() + seconds
     while True:
         try:
@@ -207,6 +208,9 @@ def wait_for(database, seconds):
                 database.execute_sql("SELECT 1")
             return True
         except Exception:  # noqa: BLE001 — any failure means "not yet"
+            if waiting is not None:
+                waiting()
+                waiting = None
             if time.monotonic() > deadline:
                 return False
             time.sleep(0.5)

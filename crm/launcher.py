@@ -90,19 +90,39 @@ def port_free(host, port):
     return True
 
 
+# The server window shows what the person at the PC acts on, one line each (issue 19.11): the
+# start, each backup and restore (logger crm.backup), and each error — the rest of the log
+# (migrations, the schedule, waitress's queue depth) goes to logs/crm.log only.
+CONSOLE_LOGGERS = ("crm.backup",)
+
+
+class OneLine(logging.Formatter):
+    """An error in one line: what failed and where to read more; the traceback is the file's."""
+
+    def format(self, record):
+        text = record.getMessage().splitlines()[0] if record.getMessage() else ""
+        if record.exc_info and record.exc_info[1] is not None:
+            error = record.exc_info[1]
+            text = f"出错：{text}（{type(error).__name__}: {str(error)[:120]}；详情见 logs/crm.log）"
+        elif record.levelno >= logging.ERROR:
+            text = f"出错：{text}（详情见 logs/crm.log）"
+        return text.replace("\n", " ")
+
+
 def _quiet_console():
-    """Console: our own messages only; waitress's queue-depth warnings go to the log file."""
+    """Console: our own lines, backups and errors (see CONSOLE_LOGGERS)."""
     console = logging.StreamHandler(sys.stdout)
     console.setLevel(logging.INFO)
     console.addFilter(console_filter)
-    console.setFormatter(logging.Formatter("%(message)s"))
+    console.setFormatter(OneLine())
     logging.getLogger().addHandler(console)
     return console
 
 
 def console_filter(record):
-    """Keep waitress's chatter ("Task queue depth is N"), peewee's and APScheduler's out of the console."""
-    return not record.name.startswith(("waitress", "peewee", "apscheduler"))
+    """A backup's or restore's line, or an error; nothing else reaches the server window."""
+    return record.levelno >= logging.ERROR or (
+        record.name.startswith(CONSOLE_LOGGERS) and record.levelno >= logging.INFO)
 
 
 def _stop_on_sigterm():
@@ -143,17 +163,18 @@ def run(app, host=None, port=None, open_browser=None):
     from crm import db as crm_db
 
     database = app.extensions["crm_db"]
-    say("正在连接数据库…")
-    if not crm_db.wait_for(database, 60):
+    if not crm_db.wait_for(database, 60, waiting=lambda: say("正在等待数据库…")):
         _say("无法连接数据库，请检查 DATABASE_URL 设置和数据库服务是否已启动。")
         return 1
     from crm.errors import CrmError
 
     try:
-        crm_db.migrate(database)  # every worker: the lock makes the others wait for the first
+        applied = crm_db.migrate(database)  # every worker: the lock makes the others wait
     except CrmError as error:  # an upgrade that stopped on purpose says why and what to do
         _say(error.message)
         return 1
+    if applied and first:
+        _say(f"数据库已更新到最新版本（{len(applied)} 项）。")
 
     from crm import scheduler
 
@@ -171,16 +192,15 @@ def run(app, host=None, port=None, open_browser=None):
     if not first:
         log.info("server process %s of this instance serving", os.environ.get("CRM_WORKER"))
         return _serve(server, jobs)
-    _say("客户关系管理系统已启动。")
-    _say(f"  本机访问：{local_url}")
-    for address in lan_addresses() if host in ("0.0.0.0", "") else []:
-        _say(f"  局域网访问：http://{address}:{port}/")
+    lan = [f"http://{address}:{port}/" for address in
+           (lan_addresses() if host in ("0.0.0.0", "") else [])]
+    _say(f"客户关系管理系统已启动：本机 {local_url}" + (f"，局域网 {'、'.join(lan)}" if lan else "")
+         + "（关闭此窗口或按 Ctrl+C 停止）")
     with app.app_context(), database.connection_context():
         first_run = not user_service.has_users()
     if first_run:
-        _say(f"  首次使用：请在本机打开上面的地址创建管理员；从其他电脑初始化需输入初始化码 "
+        _say(f"首次使用：请在本机打开上面的地址创建管理员；从其他电脑初始化需输入初始化码 "
              f"{app.config['SETUP_CODE']}")
-    _say("  按 Ctrl+C 停止服务。")
     if open_browser:
         threading.Timer(1.0, webbrowser.open, args=(local_url,)).start()
     code = _serve(server, jobs)

@@ -96,7 +96,7 @@ def test_ctrl_c_stops_cleanly(server, stop):
     proc.send_signal(stop)
     out, _ = proc.communicate(timeout=15)
     assert proc.returncode == 0, out
-    assert f"本机访问：http://127.0.0.1:{port}/" in out
+    assert f"本机 http://127.0.0.1:{port}/" in out
     assert "初始化码" in out and "服务已停止" in out
     assert "Traceback" not in out
 
@@ -109,8 +109,24 @@ def test_queue_depth_warnings_stay_out_of_the_console():
 
     queue = logging.LogRecord("waitress.queue", logging.WARNING, "", 0, "Task queue depth is 3",
                               None, None)
-    ours = logging.LogRecord("crm.launcher", logging.INFO, "", 0, "started", None, None)
+    ours = logging.LogRecord("crm.backup", logging.INFO, "", 0, "已备份 x", None, None)
     assert not console_filter(queue) and console_filter(ours)
+
+
+def test_the_server_window_shows_one_line_per_start(server):
+    """A first start, then Ctrl+C: the update, the start (addresses), the first-run hint and
+    the goodbye — one line each; no migration names, schedule, library or English chatter."""
+    proc, port, home = server
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=15)
+    lines = [line for line in out.splitlines() if line.strip()]
+    assert lines[0].startswith("数据库已更新到最新版本（") and lines[0].endswith("项）。")
+    assert lines[1].startswith(f"客户关系管理系统已启动：本机 http://127.0.0.1:{port}/")
+    assert lines[2].startswith("首次使用：") and "服务已停止" in lines[-1]
+    assert len(lines) == 4, lines
+    log = (home / "logs" / "crm.log").read_text(encoding="utf-8")
+    assert "applied migration 0001_initial" in log  # the detail is the file's
+    assert "apscheduler" not in log and "waitress" not in log
 
 
 def test_supervisor_restarts_a_killed_server_on_the_same_port(server):

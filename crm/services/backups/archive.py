@@ -2,6 +2,7 @@
 consistent snapshot, signed with the ledger key, copied to a second folder when set."""
 import hashlib
 import json
+import logging
 import os
 import shutil
 import zipfile
@@ -27,6 +28,8 @@ from crm.services.backups.common import (
     clean_parts,
     maintenance_lock,
 )
+
+console = logging.getLogger("crm.backup")  # one line per backup in the server window
 
 
 def _converters(model):
@@ -120,6 +123,8 @@ def create(folder, kind="manual", shop_name="", actor=None, copy_folder="", chec
     if actor is not None:
         audit.record(actor, "backup.create", "backup", name, kind=kind, verified=verified,
                      size=info["size"], copy=info.get("copy"))
+    console.info("已备份 %s（%s%s）", name, {True: "已核对", False: "核对未通过", None: "未核对"}[verified],
+                 f"；{info['copy']}" if info.get("copy") else "")
     return info
 
 

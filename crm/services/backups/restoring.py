@@ -1,5 +1,6 @@
 """Backups: the restore — checked first, a safety backup, the restore hold, every carried table
 replaced in one transaction, the ledger verified and the restore audited."""
+import logging
 import shutil
 import threading
 import zipfile
@@ -75,6 +76,8 @@ def restore(folder, name, actor=None, shop_name="", key=None, accept_unsigned=Fa
                      "backup", name, safety_backup=safety["name"], ledger_ok=report.ok,
                      counts={t: v["rows"] for t, v in checked.manifest["tables"].items()},
                      renamed=[list(r) for r in checked.renamed])
+    logging.getLogger("crm.backup").info("已恢复到备份 %s（恢复前的数据已另存为 %s；账本校验%s）",
+                                         name, safety["name"], "通过" if report.ok else "发现问题")
     return {"name": name, "safety_backup": safety["name"],
             "safety_path": str(Path(folder) / safety["name"]),
             "ledger_ok": report.ok,
