@@ -81,3 +81,24 @@ def test_closing_and_reversing_ask_first_naming_the_amount(app, page):
     page.click("#close-form button[type=submit]")
     expect(page.locator("#card-status")).to_have_text("注销")
     assert "确定注销会员卡" in asked[2]
+
+
+def test_pages_show_no_export_edit_or_open_card_without_the_permission(app, client, auth):
+    """Without export: no Excel/PDF buttons on the statement, closing and dashboard; without
+    recharge: no 开卡 form; without edit_customers: no 编辑 or 归档."""
+    shop = make_shop(app)
+    auth.login("ann", PASSWORD)
+    statement = f"/customers/{shop.customer_id}/statement"
+    customer = f"/customers/{shop.customer_id}"
+    before = {url: client.get(url).get_data(as_text=True)
+              for url in (statement, "/closing", "/stats", customer)}
+    assert 'id="export-xlsx"' in before[statement] and "导出 Excel" in before["/closing"]
+    assert "下载 Excel" in before["/stats"] and 'id="open-card-form"' in before[customer]
+    assert ">编辑</a>" in before[customer]
+    shop.do(lambda: user_service.update_user(shop.admin, shop.operator.user.id, permissions={
+        "export": False, "recharge": False, "edit_customers": False}))
+    after = {url: client.get(url).get_data(as_text=True) for url in before}
+    assert 'id="export-xlsx"' not in after[statement] and 'id="export-pdf"' not in after[statement]
+    assert "导出 Excel" not in after["/closing"] and "下载 Excel" not in after["/stats"]
+    assert 'id="open-card-form"' not in after[customer] and ">编辑</a>" not in after[customer]
+    assert ">归档</button>" not in after[customer]
