@@ -291,6 +291,7 @@ def test_every_page_loads_under_the_csp_without_console_errors(app, page):
         several.update(page.evaluate(SEVERAL_SUBMITS))
         active = page.locator("#side-menu .nav-link.active")
         assert active.count() == 1, (url, active.all_inner_texts())
+        assert "<" not in page.title() and page.title().endswith("· 客户关系管理系统"), url
         if url != "/":
             assert page.locator("#breadcrumb .breadcrumb-item").nth(2).inner_text() == \
                 active.inner_text().strip(), url
