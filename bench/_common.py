@@ -1,7 +1,9 @@
 """What the benches share: a fresh bench database, the machine line, a server to load."""
 import os
 import platform
+import statistics
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,3 +35,14 @@ def start_server(env, port, supervised=False):
     """`python crm.py` in its own process on `port` (unsupervised unless asked); waits until it
     serves."""
     return spawn(env, port, supervised=supervised)
+
+
+def timed(fn, repeat=7):
+    """Run fn `repeat` times: "p50 … ms  max … ms" of its wall time."""
+    samples = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - started) * 1000)
+    samples.sort()
+    return f"p50 {statistics.median(samples):7.1f} ms  max {samples[-1]:7.1f} ms"

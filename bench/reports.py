@@ -12,13 +12,12 @@ a statement page of the 10,000-entry customer (first and last page, whole year),
 import argparse
 import datetime
 import resource
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 
-from _common import machine, recreate_mysql
+from _common import machine, recreate_mysql, timed
 
 from crm import clock, create_app  # noqa: E402
 from crm import db as crm_db  # noqa: E402
@@ -31,16 +30,6 @@ from crm.services import (  # noqa: E402
     stats,
 )
 from crm.services import users as user_service  # noqa: E402
-
-
-def timed(fn, repeat=7):
-    samples = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        fn()
-        samples.append((time.perf_counter() - started) * 1000)
-    samples.sort()
-    return f"p50 {statistics.median(samples):7.1f} ms  max {samples[-1]:7.1f} ms"
 
 
 def export_child(url, instance, customer_id, start, end):

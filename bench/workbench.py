@@ -11,11 +11,10 @@ monitoring status the admin's home page ran on every visit before (issue 19.2).
 """
 import argparse
 import re
-import statistics
 import tempfile
 import time
 
-from _common import machine, recreate_mysql
+from _common import machine, recreate_mysql, timed
 
 from crm import create_app  # noqa: E402
 from crm import db as crm_db  # noqa: E402
@@ -24,16 +23,6 @@ from crm.services import Actor, demo, monitor, workbench  # noqa: E402
 from crm.services import users as user_service  # noqa: E402
 
 PASSWORD = "bench-password-1"
-
-
-def timed(fn, repeat=15):
-    samples = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        fn()
-        samples.append((time.perf_counter() - started) * 1000)
-    samples.sort()
-    return f"p50 {statistics.median(samples):7.1f} ms  max {samples[-1]:7.1f} ms"
 
 
 def logged_in(app, username):
@@ -69,10 +58,10 @@ def main():
         print(f"today: {mine.recharges} recharges, {mine.consumptions} consumptions "
               f"(of {CardRecord.select().count()} entries)")
         print("\nserver time:")
-        print(f"  today's figures, the shop (service)     {timed(workbench.today)}")
-        print(f"  today's figures, one clerk (service)    {timed(lambda: workbench.today(boss.id))}")
-        print(f"  what needs attention (monitor.problems) {timed(lambda: monitor.problems(app.config))}")
-        print(f"  baseline: the whole monitoring status   {timed(lambda: monitor.status(app.config))}")
+        print(f"  today's figures, the shop (service)     {timed(workbench.today, 15)}")
+        print(f"  today's figures, one clerk (service)    {timed(lambda: workbench.today(boss.id), 15)}")
+        print(f"  what needs attention (monitor.problems) {timed(lambda: monitor.problems(app.config), 15)}")
+        print(f"  baseline: the whole monitoring status   {timed(lambda: monitor.status(app.config), 15)}")
 
     for username in ("ann", "boss"):
         client = logged_in(app, username)
@@ -81,7 +70,7 @@ def main():
             resp = client.get("/")
             assert resp.status_code == 200 and "工作台" in resp.get_data(as_text=True)
 
-        print(f"  工作台 page, {username:4} (whole request)      {timed(page)}")
+        print(f"  工作台 page, {username:4} (whole request)      {timed(page, 15)}")
     crm_db.close_all(database)
 
 
