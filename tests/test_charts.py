@@ -24,8 +24,8 @@ def test_a_long_period_groups_by_week_then_by_month():
     assert unit == "日" and len(rows) == 31 and rows[0]["label"] == "01-01"
     end = start + datetime.timedelta(days=89)
     unit, rows = stats.grouped(_days(start, 90), start, end)
-    assert unit == "周" and rows[0]["day"] == "2025-12-29"  # the week's Monday
-    assert all(datetime.date.fromisoformat(r["day"]).weekday() == 0 for r in rows)
+    assert unit == "周" and rows[0]["day"] == "2026-01-01"  # the period's first day, then Mondays
+    assert all(datetime.date.fromisoformat(r["day"]).weekday() == 0 for r in rows[1:])
     assert sum(r["recharge"] for r in rows) == sum(100 * n for n in range(90))
     end = start + datetime.timedelta(days=399)
     unit, rows = stats.grouped(_days(start, 400), start, end)
@@ -45,7 +45,8 @@ def test_the_dashboard_and_its_excel_say_each_week(app, client, auth):
     resp = client.get(f"/stats/daily.xlsx?start={start}&end={end}")
     assert "每周充值与消费" in title_lines(resp.data)[0]
     rows = report_rows(resp.data)[1:]
-    assert 13 <= len(rows) <= 14 and all(r[0].weekday() == 0 for r in rows)
+    assert 13 <= len(rows) <= 14 and all(r[0].weekday() == 0 for r in rows[1:])
+    assert rows[0][0].date() == start
     assert sum(float(r[1]) for r in rows) == 100.0 and sum(float(r[2]) for r in rows) == 5.0
 
 
@@ -70,3 +71,10 @@ def test_every_bar_of_the_top_ten_is_labelled_in_a_browser(app, page):
               plugins: c.config.plugins.map(p => p.id), first: c.data.labels[0]};
     }""")
     assert drawn == {"ticks": 10, "labels": 10, "plugins": ["barValues"], "first": "买家11"}
+
+
+def test_a_week_that_began_before_the_period_starts_with_the_period():
+    start = datetime.date(2026, 1, 7)  # a Wednesday
+    end = start + datetime.timedelta(days=89)
+    _, rows = stats.grouped(_days(start, 90), start, end)
+    assert rows[0]["day"] == "2026-01-07" and rows[1]["day"] == "2026-01-12"

@@ -22,7 +22,8 @@ def test_the_consumption_form_shows_what_is_charged_as_the_clerk_types(app, page
     page.goto(f"/cards/{card_id}/consume?customer_id={shop.customer_id}")
     expect(page.locator("#charged-line")).to_contain_text("8.8 折")
     for typed, shown in (("100", "¥88.00"), ("12.34", "¥10.86"), ("１２.３４", "¥10.86"),
-                         ("0.01", "¥0.01"), ("12.345", "金额格式：数字，最多两位小数"), ("", "—")):
+                         ("0.01", "¥0.01"), ("12.345", "金额格式：数字，最多两位小数"), ("", "—"),
+                         ("￥100", "¥88.00"), ("0", "金额必须大于 0")):
         page.fill("#amount", typed)
         expect(page.locator("#charged")).to_contain_text(shown)
     page.fill("#amount", "12.34")
@@ -73,8 +74,9 @@ def test_closing_and_reversing_ask_first_naming_the_amount(app, page):
     row.locator("input[name=reason]").fill("录错")
     row.locator("button[type=submit]").click()
     expect(page.locator("#card-records")).to_contain_text("已冲正")
-    assert "¥120.00" in asked[1] or "¥15.00" in asked[1]
-    assert asked[1].startswith("确定冲正这笔")
+    # The recharge goes back with its bonus: the confirmation names both.
+    assert asked[1].startswith("确定冲正这笔充值 ¥120.00")
+    assert "余额将减少 ¥135.00（含同一次充值的赠送 ¥15.00）" in asked[1]
 
     page.once("dialog", lambda d: answer(d, True))
     page.fill("#close-form input[name=reason]", "客人退卡")

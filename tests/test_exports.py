@@ -144,3 +144,19 @@ def test_the_printed_closing_has_the_shop_and_signature_lines(app, page):
     expect(page.locator("#closing-shop")).to_have_text(f"{SHOP} · 日结交班表")
     expect(page.locator("#closing-signature")).to_contain_text("交班人签名")
     expect(page.locator("#side-menu")).to_be_hidden()
+
+
+def test_a_money_column_takes_integer_fen_only():
+    """A Decimal or float amount would be written unscaled (100 times too big): refused."""
+    columns = (excel.Column("金额", 12, "money"),)
+    assert excel.report("x", "店", [], columns, [(12345,)])
+    for wrong in (decimal.Decimal("123.45"), 123.45, True):
+        with pytest.raises(TypeError):
+            excel.report("x", "店", [], columns, [(wrong,)])
+
+
+def test_the_statement_page_says_the_discount_as_the_exports_do(client, auth, trading):
+    auth.login("ann", PASSWORD)
+    page = client.get(f"/customers/{trading.customer_id}/statement?preset=month").get_data(
+        as_text=True)
+    assert "（8.8 折（原价 ¥100.00））" in page

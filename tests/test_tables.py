@@ -87,3 +87,18 @@ def test_click_to_sort_and_jump_to_a_page_in_a_browser(app, page):
     expect(page.locator("#result-count")).to_contain_text("第 3 / 3 页")
     page.click("#customer-pages >> text=上一页")
     expect(page.locator("#result-count")).to_contain_text("第 2 / 3 页")
+
+
+@pytest.mark.parametrize("url", ["/customers?_method=PUT&q=1", "/admin/audit?_external=1",
+                                 "/closing?_anchor=x", "/cards/1?_scheme=javascript&page=2"])
+def test_query_names_url_for_takes_as_its_own_are_left_out(app, client, auth, url):
+    """?_method=PUT made every pager link a 500 (url_for's own argument); ?_external=1 made
+    every link absolute: names starting with _ are not carried into links."""
+    shop = make_shop(app)
+    shop.open_card(amount=1000)
+    auth.login("boss", PASSWORD)
+    resp = client.get(url)
+    assert resp.status_code == 200, url
+    page = resp.get_data(as_text=True)
+    assert not re.search(r"[?&;]_(method|external|anchor|scheme)=", page)
+    assert "http://localhost" not in page

@@ -87,3 +87,14 @@ def test_the_shortcuts_open_their_pages_in_a_browser(app, page):
         page.goto("/")
         page.click(f"#shortcuts >> text={label}")
         expect(page.locator("h1")).to_contain_text(heading)
+
+
+def test_a_reversed_entry_leaves_today_s_counts_too(app):
+    """A charge and its reversal: 消费 ¥0.00 and 0 笔 (amounts and counts both net)."""
+    shop = make_shop(app)
+    card = shop.open_card(amount=10000)
+    sale = shop.do(lambda: cards.consume(shop.operator, card, key(), 2500))["record_id"]
+    shop.do(lambda: cards.reverse(shop.admin, sale, key(), "收错"))
+    today = shop.do(workbench.today)
+    assert (today.consume, today.consumptions) == (0, 0)
+    assert (today.recharge, today.recharges) == (10000, 1)

@@ -22,7 +22,8 @@ FIELDS = {
     "window_minutes": "时段（分钟）", "source": "来源文件", "imported": "导入行数",
     "cards": "开卡数", "parts": "批数", "opening_total": "期初余额合计", "lines": "行",
     "old": "原名", "new": "新名", "file": "文件", "endpoint": "页面", "ip": "地址",
-    "rows": "行数", "stopped": "停止于", "skipped": "跳过",
+    "rows": "行数", "stopped": "停止于", "skipped": "跳过", "fingerprint": "密钥指纹",
+    "reversed_ids": "被冲正流水",
 }
 MONEY = {"min_amount", "bonus", "refunded", "bonus_voided", "opening_total", "amount"}
 ROLES = {"admin": "管理员", "operator": "操作员"}

@@ -2,7 +2,7 @@
 and the card's entries and receipts. The state changes (freeze, report lost, reissue, close) are
 in crm.services.card_states, what both share in crm.services.card_common; this module is their
 surface too (cards.close, cards.get_card …). Money moves only through crm.services.ledger."""
-from peewee import JOIN, IntegrityError
+from peewee import JOIN, IntegrityError, fn
 
 from crm.clock import now
 from crm.db import db
@@ -249,6 +249,21 @@ def reverse(actor, record_id, key, reason):
 # --- reading --------------------------------------------------------------------------------
 
 RECORDS_PER_PAGE = 30  # the card page: the newest entries, older ones a page further
+
+
+def bonus_with(records):
+    """{recharge entry id: the bonus of the same request} for the recharges among `records`: a
+    recharge is reversed with its bonus (reverse()), so its confirmation names both."""
+    recharges = {r.request_id: r.id for r in records
+                 if r.business_type == "recharge" and r.request_id}
+    if not recharges:
+        return {}
+    rows = (CardRecord.select(CardRecord.request_id, fn.SUM(CardRecord.amount))
+            .where(CardRecord.request_id.in_(list(recharges))
+                   & (CardRecord.card == records[0].card_id)
+                   & (CardRecord.business_type == "bonus"))
+            .group_by(CardRecord.request_id).tuples())
+    return {recharges[request]: int(amount) for request, amount in rows}
 
 
 def records_page(card, page=1):

@@ -264,10 +264,11 @@ def _shown(value):
 def card_totals(customer_ids):
     """{customer id: (cards, money in fen across them)} for a page of customers: one grouped
     read of their cards (closed cards count as cards; their balance is 0)."""
+    customer_ids = list(customer_ids)
     if not customer_ids:
         return {}
     rows = (Card.select(Card.customer, fn.COUNT(Card.id), fn.COALESCE(fn.SUM(Card.money), 0))
-            .where(Card.customer.in_(list(customer_ids))).group_by(Card.customer).tuples())
+            .where(Card.customer.in_(customer_ids)).group_by(Card.customer).tuples())
     return {customer_id: (int(count), int(money)) for customer_id, count, money in rows}
 
 
@@ -300,8 +301,9 @@ def export_rows(q="", type_id=None, archived=False, sort="created", **_):
              .select(Customer, CustomerType)
              .join(CustomerType, JOIN.LEFT_OUTER, on=(Customer.type == CustomerType.id))
              .order_by(Customer.id))
+    listed = Customer.search(q, type_id=type_id, archived=archived).select(Customer.id)
     held = (Card.select(Card.customer, Card.card_no, Card.money, Card.status)
-            .order_by(Card.customer, Card.id).tuples().iterator())
+            .where(Card.customer.in_(listed)).order_by(Card.customer, Card.id).tuples().iterator())
     pending = next(held, None)
     for c in query.iterator():
         numbers, money = [], 0

@@ -21,11 +21,6 @@ def cell(sheet, value):
     return made
 
 
-def text_row(sheet, values):
-    """A row of cells for a write-only sheet, text as string cells (cells made already pass)."""
-    return [v if hasattr(v, "data_type") else cell(sheet, v) for v in values]
-
-
 def keep_text(sheet):
     """In a normal (not write-only) sheet already filled: every text cell a string cell."""
     for row in sheet.iter_rows():
@@ -60,7 +55,9 @@ def _typed(sheet, value, kind):
                 datetime.datetime.fromisoformat(value)
         except ValueError:
             return cell(sheet, value)
-    if kind == "money" and isinstance(value, int) and not isinstance(value, bool):
+    if kind == "money":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"a money column takes integer fen, not {value!r}")
         value = yuan_decimal(value)
     made = cell(sheet, value)
     if kind in FORMATS and not isinstance(value, str):

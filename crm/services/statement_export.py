@@ -27,8 +27,9 @@ def filename(customer_id, start, end, extension):
     return f"对账单_{name}_{customer.customer_no}_{start}_{end}.{extension}"
 
 
-def _discount(entry):
-    """A consumption's member discount as the page shows it: 8.8 折（原价 ¥100.00）."""
+def discount_text(entry):
+    """A consumption's member discount, the same on the page and in the exports:
+    8.8 折（原价 ¥100.00）; "" when none."""
     if not entry.discount or entry.discount >= 100:
         return ""
     return f"{entry.discount / 10:g} 折（原价 {format_yuan(abs(entry.original_amount))}）"
@@ -40,7 +41,7 @@ def _row(entry):
     return (entry.created_at, entry.card_no,
             ledger.BUSINESS_TYPES.get(entry.business_type, entry.business_type),
             entry.amount, entry.balance_after,
-            ledger.PAYMENT_METHODS.get(entry.payment_method or "", ""), _discount(entry),
+            ledger.PAYMENT_METHODS.get(entry.payment_method or "", ""), discount_text(entry),
             entry.display_name or entry.username, entry.remark)
 
 

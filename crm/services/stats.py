@@ -250,8 +250,8 @@ def grouped(days, start, end):
     else:
         unit, first = "月", (lambda d: d.replace(day=1))
     buckets = {}
-    for row in days:
-        key = first(datetime.date.fromisoformat(row["day"]))
+    for row in days:  # the first bucket starts with the period, not before it
+        key = max(first(datetime.date.fromisoformat(row["day"])), start)
         bucket = buckets.setdefault(key, {"recharge": 0, "consume": 0})
         bucket["recharge"] += row["recharge"]
         bucket["consume"] += row["consume"]

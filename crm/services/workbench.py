@@ -25,7 +25,10 @@ class Today:
 
 
 def _count(lines, kind):
-    return sum(line["count"] for line in lines if line["business_type"] == kind)
+    """How many entries of `kind`, less those reversed today (as the amounts are net)."""
+    return sum(line["count"] for line in lines if line["business_type"] == kind) - sum(
+        line["count"] for line in lines
+        if line["business_type"] == "reversal" and line["reverses_type"] == kind)
 
 
 def today(operator_id=None):

@@ -69,6 +69,7 @@ def init_app(app):
         current_user if current_user.is_authenticated else None).get(permission, False)
     app.jinja_env.globals["menu"] = menu
     app.jinja_env.globals["page_window"] = page_window
+    app.jinja_env.globals["query_args"] = query_args
     # Each money form carries a fresh idempotency key, made when the form is drawn.
     app.jinja_env.globals["new_key"] = lambda: uuid.uuid4().hex
 
@@ -167,6 +168,15 @@ def _http_error(error, status, code, message):
     if valid_methods:
         response.headers["Allow"] = ", ".join(sorted(valid_methods))
     return response
+
+
+def query_args(**changes):
+    """This page's query arguments for a link to a variant of it (another page, sort, export):
+    names starting with "_" are left out — url_for takes _method, _anchor, _external … as its
+    own (a crafted ?_method=PUT was a 500, ?_external=1 changed every link)."""
+    args = {k: v for k, v in request.args.items() if not k.startswith("_")}
+    args.update(changes)
+    return args
 
 
 def error_response(message, status, code):

@@ -40,6 +40,7 @@ def _card_page(card_id, status=200, **context):
     card = cards.get_card(card_id)
     records, page, pages = cards.records_page(card, int_arg("page", 1))
     return render_template("cards/detail.html", card=card, records=records, page=page, pages=pages,
+                           bonus_with=cards.bonus_with(records),
                            methods=ledger.PAYMENT_METHODS, types=ledger.BUSINESS_TYPES,
                            rules_text=recharge_rules.describe(recharge_rules.active_rules()),
                            **context), status

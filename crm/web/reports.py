@@ -28,6 +28,7 @@ def statement(customer_id):
                            presets=statements.STATEMENT_PRESETS,
                            types=ledger.BUSINESS_TYPES, methods=ledger.PAYMENT_METHODS,
                            labels=statement_export.TOTAL_LABELS,
+                           discount_text=statement_export.discount_text,
                            pdf_refusal=statement_export.pdf_refusal(result.count))
 
 

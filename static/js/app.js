@@ -36,7 +36,7 @@
   function fenOf(text) {
     text = text.trim().replace(FULL_WIDTH, function (ch) {
       return ch === "\uff0e" ? "." : String.fromCharCode(ch.charCodeAt(0) - 0xfee0);
-    });
+    }).replace(/^[¥￥]\s*/, "");  // the server takes a typed ¥ too
     var match = /^([0-9]{1,12})(?:\.([0-9]{1,2}))?$/.exec(text);
     if (!match) return null;
     return BigInt(match[1]) * 100n + BigInt((match[2] || "").padEnd(2, "0"));
@@ -50,8 +50,12 @@
     if (!form || event.target.name !== "amount") return;
     var shown = document.getElementById("charged");
     var fen = fenOf(event.target.value);
-    if (fen === null || fen === 0n) {
+    if (fen === null) {
       shown.textContent = event.target.value.trim() ? "金额格式：数字，最多两位小数，例如 100 或 99.50" : "—";
+      return;
+    }
+    if (fen === 0n) {
+      shown.textContent = "金额必须大于 0";
       return;
     }
     var discount = parseInt(form.dataset.discount || "0", 10);
