@@ -14,7 +14,12 @@ def cell(sheet, value):
     makes any text starting with "=" a formula, and a customer named `=HYPERLINK(…)` would run
     in Excel or WPS (OWASP's advice on formula injection: user text stays text)."""
     from openpyxl.cell import WriteOnlyCell
+    from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 
+    if isinstance(value, str):
+        # A control character (a search typed with ESC, a pasted remark) cannot be stored in a
+        # worksheet: openpyxl refuses the whole file. It is shown as "?" instead.
+        value = ILLEGAL_CHARACTERS_RE.sub("?", value)
     made = WriteOnlyCell(sheet, value=value)
     if isinstance(value, str):
         made.data_type = "s"
