@@ -81,6 +81,8 @@ def test_click_to_sort_and_jump_to_a_page_in_a_browser(app, page):
     page.click("#customer-table [data-sort=name]")
     expect(page).to_have_url(re.compile(r"sort=name"))
     expect(page.locator("#customer-table tbody tr").first).to_contain_text("客户000")
+    expect(page.locator("#sort")).to_have_value("name")  # the form shows the list's order
+    expect(page.locator("#sort")).to_have_count(1)
     page.fill("#customer-pages-page", "3")
     page.click("#customer-pages button[type=submit]")
     expect(page).to_have_url(re.compile(r"page=3"))
