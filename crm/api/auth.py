@@ -153,7 +153,7 @@ def create_user(body):
 @operation("PATCH", "/v1/users/<int:user_id>",
            "修改用户的角色、启用状态、姓名、权限（管理员；最后一位管理员不能停用或降级）", "updateUser",
            body=UserPatch, answers={200: (User, "OK")},
-           errors={**BODY_ERRORS, 404: "对象不存在", 409: "最后一位启用的管理员"})
+           errors={**BODY_ERRORS, 409: "最后一位启用的管理员"})
 @admin_required
 def update_user(user_id, body):
     """Change role, active, display_name or permissions ({name: true/false}) (admin)."""
@@ -164,7 +164,7 @@ def update_user(user_id, body):
 
 @operation("POST", "/v1/users/<int:user_id>/password", "重设用户密码（管理员）", "resetUserPassword",
            body=PasswordReset, answers={200: (Ok, "OK")},
-           errors={**BODY_ERRORS, 404: "对象不存在"})
+           errors={**BODY_ERRORS})
 @admin_required
 def reset_user_password(user_id, body):
     """Set a new password for a user (admin); the user's logins end."""
@@ -208,7 +208,7 @@ def list_tokens():
 
 
 @operation("DELETE", "/v1/tokens/<int:token_id>", "立即注销某个登录（管理员）", "revokeToken",
-           answers={200: (Ok, "OK")}, errors={404: "对象不存在"})
+           answers={200: (Ok, "OK")})
 @admin_required
 def revoke_token(token_id):
     """End one login now (admin)."""

@@ -185,7 +185,7 @@ class VerifyReport(Output):
 DONE = "已办理（或同一编号的第一次结果）"
 MONEY_ERRORS = {400: "请求体不是 JSON 对象，或缺少 Idempotency-Key", 404: "会员卡不存在",
                 409: "余额不足、卡状态不允许、或请求编号已用于另一笔操作", 422: "金额或字段不合规"}
-STATUS_ERRORS = {400: "请求体不是 JSON 对象", 404: "对象不存在", 409: "当前状态不允许",
+STATUS_ERRORS = {400: "请求体不是 JSON 对象", 409: "当前状态不允许",
                  422: "缺少原因"}
 
 
@@ -210,14 +210,14 @@ def open_card(customer_id, body, key):
 
 
 @operation("GET", "/v1/cards/<int:card_id>", "会员卡", "getCard",
-           answers={200: (Card, "OK")}, errors={404: "对象不存在"})
+           answers={200: (Card, "OK")})
 def get_card(card_id):
     """One card with its balances."""
     return Card.of(cards.get_card(card_id))
 
 
 @operation("GET", "/v1/cards/<int:card_id>/records", "会员卡流水（新的在前）", "cardRecords",
-           answers={200: (RecordList, "OK")}, errors={404: "对象不存在"})
+           answers={200: (RecordList, "OK")})
 def card_records(card_id):
     """A card's entries, newest first."""
     cards.get_card(card_id)
@@ -320,7 +320,7 @@ def create_rule(body):
 
 
 @operation("DELETE", "/v1/recharge-rules/<int:rule_id>", "停用充值赠送规则（管理员）",
-           "retireRechargeRule", answers={200: (Ok, "OK")}, errors={404: "对象不存在"})
+           "retireRechargeRule", answers={200: (Ok, "OK")})
 @admin_required
 def retire_rule(rule_id):
     """Switch a rule off (admin)."""

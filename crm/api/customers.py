@@ -157,7 +157,7 @@ def create_customer_type(body):
 
 @operation("PATCH", "/v1/customer-types/<int:type_id>", "修改客户类型（管理员）",
            "updateCustomerType", body=CustomerTypeInput, answers={200: (CustomerType, "OK")},
-           errors={**BODY_ERRORS, 404: "对象不存在", 409: "名称已存在"})
+           errors={**BODY_ERRORS, 409: "名称已存在"})
 @admin_required
 def update_customer_type(type_id, body):
     """Change a customer type (admin); fields not sent keep their values."""
@@ -169,7 +169,7 @@ def update_customer_type(type_id, body):
 
 @operation("DELETE", "/v1/customer-types/<int:type_id>", "删除未被使用的客户类型（管理员）",
            "deleteCustomerType", answers={200: (Ok, "OK")},
-           errors={404: "对象不存在", 409: "仍有客户使用该类型"})
+           errors={409: "仍有客户使用该类型"})
 @admin_required
 def delete_customer_type(type_id):
     """Delete a customer type no customer uses (admin)."""
@@ -213,7 +213,7 @@ def create_customer(body):
 
 
 @operation("GET", "/v1/customers/<int:customer_id>", "客户详情", "getCustomer",
-           answers={200: (Customer, "OK")}, errors={404: "对象不存在"})
+           answers={200: (Customer, "OK")})
 def get_customer(customer_id):
     """One customer."""
     return Customer.of(customers.get_customer(customer_id))
@@ -221,7 +221,7 @@ def get_customer(customer_id):
 
 @operation("PATCH", "/v1/customers/<int:customer_id>", "修改客户（只改传入的字段）",
            "updateCustomer", body=CustomerPatch, answers={200: (Customer, "OK")},
-           errors={**BODY_ERRORS, 404: "对象不存在", **PHONE_TAKEN})
+           errors={**BODY_ERRORS, **PHONE_TAKEN})
 @requires("edit_customers")
 def update_customer(customer_id, body):
     """Change the fields sent."""
@@ -237,7 +237,7 @@ def _archiving(archived, verb, summary, operation_id):
 
     change.__name__ = change.__qualname__ = f"{verb}_customer"  # api.archive_customer, …
     return operation("POST", f"/v1/customers/<int:customer_id>/{verb}", summary, operation_id,
-                     answers={200: (Customer, "OK")}, errors={404: "对象不存在"})(
+                     answers={200: (Customer, "OK")})(
         requires("edit_customers")(change))
 
 

@@ -61,9 +61,9 @@ class Declared:
 
 OPERATIONS: list[Declared] = []
 
-# What many operations answer besides their own errors.
+# What many operations answer besides their own errors (a path id's 404 and the contract's
+# refusals are added to every operation by crm.api.openapi).
 BODY_ERRORS = {400: "请求体不是 JSON 对象", 422: "字段值不合规"}
-NOT_FOUND = {404: "对象不存在"}
 
 
 def operation(method, rule, summary, operation_id, **details):

@@ -34,29 +34,21 @@ def _binary(media, description="文件"):
             "content": {media: {"schema": {"type": "string", "format": "binary"}}}}
 
 
-def _contract_errors(paths):
-    """Every operation also documents the refusals of crm.api.contract, which checks each
-    request against this document: 422 for a bad parameter or field, 400 for a body that is not
-    a JSON object or a missing header, 404 for a path id that is not a number; and every change
-    503 while a restore holds the data."""
+def _refusals(declared, path_parameters):
+    """What every operation answers besides its own errors, from its declaration: the refusals
+    of crm.api.contract, which checks each request against this document — 404 for a path id
+    that is no number, 422 for a bad parameter or field, 400 for a body that is not a JSON
+    object or a missing header — and, for every change, the restore hold's 503."""
+    body = declared.body is not None or declared.form is not None
     out = {}
-    for path, item in paths.items():
-        out[path] = dict(item)
-        for method, operation in item.items():
-            if method == "parameters":
-                continue
-            parameters = [*item.get("parameters", []), *operation.get("parameters", [])]
-            extra = {}
-            if any(p["in"] == "path" for p in parameters):
-                extra["404"] = _error("对象不存在")
-            if any(p["in"] == "query" for p in parameters) or "requestBody" in operation:
-                extra["422"] = _error("参数或字段不符合接口文档")
-            if any(p["in"] == "header" for p in parameters) or "requestBody" in operation:
-                extra["400"] = _error("请求体不是 JSON 对象，或缺少请求头")
-            if method != "get":  # the restore hold (crm.services.hold), with Retry-After
-                extra["503"] = _error("正在恢复数据（restore_in_progress），请按 Retry-After 稍后重试")
-            out[path][method] = {**operation,
-                                 "responses": {**extra, **operation["responses"]}}
+    if path_parameters:
+        out["404"] = _error("对象不存在")
+    if declared.query is not None or body:
+        out["422"] = _error("参数或字段不符合接口文档")
+    if declared.key or body:
+        out["400"] = _error("请求体不是 JSON 对象，或缺少请求头")
+    if declared.method != "GET":  # the restore hold (crm.services.hold), with Retry-After
+        out["503"] = _error("正在恢复数据（restore_in_progress），请按 Retry-After 稍后重试")
     return out
 
 
@@ -128,7 +120,8 @@ def _declared():
     paths = {}
     for d in OPERATIONS:
         parameters = []
-        for converter, name in RULE_PARAM.findall(d.rule):
+        in_path = RULE_PARAM.findall(d.rule)
+        for converter, name in in_path:
             schema, description = (_ID, None) if converter == "int" \
                 else d.path.get(name, ({"type": "string"}, None))
             parameters.append({"name": name, "in": "path", "required": True, "schema": schema,
@@ -157,7 +150,7 @@ def _declared():
         if d.form is not None:
             entry["requestBody"] = {"required": True, "content": {
                 "multipart/form-data": {"schema": refs[(d.form, "validation")]}}}
-        responses = {} if d.public else dict(AUTH_ERRORS)
+        responses = {**_refusals(d, in_path), **({} if d.public else AUTH_ERRORS)}
         for status, (kind, description) in d.answers.items():
             if isinstance(kind, File):
                 responses[str(status)] = _binary(kind.media, description)
@@ -184,7 +177,7 @@ def document():
         "info": {"title": "客户关系管理系统 API", "version": __version__,
                  "description": "金额一律为两位小数的人民币元字符串（如 \"100.00\"）；"
                                 "错误统一为 {\"error\": {\"code\", \"message\"}}。"},
-        "paths": _contract_errors(paths),
+        "paths": paths,
         "components": {
             "schemas": {"Error": ERROR, **schemas},
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},

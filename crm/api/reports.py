@@ -130,7 +130,7 @@ class Closing(Output):
     lines: list[ClosingLine]
 
 
-PERIOD_ERRORS = {404: "对象不存在", 422: "日期格式不正确、结束早于开始、或期间超过 5 年"}
+PERIOD_ERRORS = {422: "日期格式不正确、结束早于开始、或期间超过 5 年"}
 CHART = ({"type": "string", "enum": list(stats.CHARTS)},
          "daily 每日充值与消费、by_type 各客户类型消费、top 消费前十的客户、activity 客户活跃度")
 
