@@ -151,6 +151,19 @@ def statement_file(customer_id, extension):
     return pdf_response(statement_export.pdf_bytes(shop, customer_id, start, end), name)
 
 
+def receipt_file(record_id, recharge=False):
+    """A consumption's (or, `recharge`, a recharge's) receipt as an 80 mm PDF; page and API."""
+    from crm.services import receipts
+
+    shop = current_app.config["SHOP_NAME"]
+    if recharge:
+        data, name = receipts.recharge_receipt_pdf(record_id, shop), f"recharge-receipt-{record_id}"
+    else:
+        data, name = receipts.receipt_pdf(record_id, shop), f"receipt-{record_id}"
+    return Response(data, mimetype="application/pdf",
+                    headers={"Content-Disposition": f"inline; filename={name}.pdf"})
+
+
 def customer_list_file(filters):
     """The customer list under `filters` as Excel: one answer, one file name, page and API."""
     from crm.services import customers

@@ -2,7 +2,7 @@
 Idempotency-Key header. Each operation is declared once (crm.api.declare)."""
 from typing import Literal
 
-from flask import Response, current_app
+from flask import current_app
 from pydantic import Field
 
 from crm.api.declare import File, operation
@@ -19,7 +19,7 @@ from crm.api.types import (
     Stamp,
     Yuan,
 )
-from crm.http import actor, admin_required, requires
+from crm.http import actor, admin_required, receipt_file, requires
 from crm.services import cards, customers, ledger, receipts, recharge_rules
 
 
@@ -298,9 +298,7 @@ def receipt(record_id):
            errors={404: "没有这笔消费记录"})
 def receipt_pdf(record_id):
     """The receipt as an 80 mm wide PDF."""
-    data = receipts.receipt_pdf(record_id, current_app.config["SHOP_NAME"])
-    return Response(data, mimetype="application/pdf",
-                    headers={"Content-Disposition": f"inline; filename=receipt-{record_id}.pdf"})
+    return receipt_file(record_id)
 
 
 @operation("GET", "/v1/recharge-rules", "充值赠送规则", "listRechargeRules",

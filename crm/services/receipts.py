@@ -42,18 +42,13 @@ def recharge_receipt(record_id):
              .first())
     if entry is None:
         raise NotFound("没有这笔充值记录", code="record_not_found")
-    request = [entry]
-    if entry.request_id:
-        request = list(CardRecord.select().where((CardRecord.card == entry.card_id)
-                                                 & (CardRecord.request_id == entry.request_id)
-                                                 & CardRecord.business_type.in_(("recharge", "bonus")))
-                       .order_by(CardRecord.id))
+    # The bonus is posted right after its recharge, in the same request and transaction.
+    bonus = cards.bonus_with([entry]).get(entry.id, 0)
     return {"record_id": entry.id, "time": entry.created_at, "customer_id": entry.customer.id,
             "customer_name": entry.customer.name, "card_id": entry.card.id,
-            "card_no": entry.card.card_no, "paid": entry.amount,
-            "bonus": sum(r.amount for r in request if r.business_type == "bonus"),
+            "card_no": entry.card.card_no, "paid": entry.amount, "bonus": bonus,
             "payment_method": PAYMENT_METHODS.get(entry.payment_method, entry.payment_method),
-            "balance": request[-1].balance_after, "operator": entry.operator.name,
+            "balance": entry.balance_after + bonus, "operator": entry.operator.name,
             "remark": entry.remark, "reversal": reversal_of(entry.id)}
 
 

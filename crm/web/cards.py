@@ -1,9 +1,10 @@
 """Card pages: the consume counter (flow one), card detail, open, recharge, consume, receipts,
 status changes, reissue, close, reversal; recharge rules and the ledger check for admins."""
-from flask import Blueprint, Response, current_app, flash, redirect, render_template, request, url_for
+from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
 from crm.errors import CrmError
+from crm.http import receipt_file
 from crm.money import format_yuan, parse_amount, parse_optional, typed
 from crm.services import cards, ledger, receipts, recharge_rules
 from crm.web import actor, admin_required, flash_error, int_arg, int_form, requires
@@ -126,17 +127,13 @@ def recharge_receipt(record_id):
 @bp.route("/cards/records/<int:record_id>/recharge-receipt.pdf")
 def recharge_receipt_pdf(record_id):
     """The 充值凭证 as PDF."""
-    data = receipts.recharge_receipt_pdf(record_id, current_app.config["SHOP_NAME"])
-    return Response(data, mimetype="application/pdf", headers={
-        "Content-Disposition": f"inline; filename=recharge-receipt-{record_id}.pdf"})
+    return receipt_file(record_id, recharge=True)
 
 
 @bp.route("/cards/records/<int:record_id>/receipt.pdf")
 def receipt_pdf(record_id):
     """The receipt as PDF."""
-    data = receipts.receipt_pdf(record_id, current_app.config["SHOP_NAME"])
-    return Response(data, mimetype="application/pdf",
-                    headers={"Content-Disposition": f"inline; filename=receipt-{record_id}.pdf"})
+    return receipt_file(record_id)
 
 
 @bp.route("/cards/<int:card_id>/status", methods=["POST"])
