@@ -131,6 +131,21 @@ def executemany(database, statement, rows, chunk=5000):
         cursor.executemany(statement, batch)
 
 
+def beside(rows, others, key=lambda row: row[0]):
+    """Walk `rows` with `others`, both in ascending order of an id (`key(row)`, and the first
+    value of each of `others`): yields (row, [those of `others` with the row's id]). Two
+    streamed reads instead of a query per row (customers and their cards)."""
+    others = iter(others)
+    pending = next(others, None)
+    for row in rows:
+        mine, wanted = [], key(row)
+        while pending is not None and pending[0] <= wanted:
+            if pending[0] == wanted:
+                mine.append(pending)
+            pending = next(others, None)
+        yield row, mine
+
+
 def column_list(database, columns):
     """Column names quoted for the database, comma-separated (t_idempotency_key has a column
     named key)."""

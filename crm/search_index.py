@@ -6,7 +6,7 @@ every writer of a name, phone, number or card in the same transaction, under the
 lock (see crm.models.Customer.search_text)."""
 from peewee import SQL, CharField, CompositeKey, IntegerField, fn
 
-from crm.db import executemany
+from crm.db import beside, executemany
 from crm.models import BaseModel, Card, Customer
 
 
@@ -97,15 +97,10 @@ class CustomerGram(BaseModel):
         """(id, name, phone, customer_no, *card numbers) of every customer, by id."""
         cards = (Card.select(Card.customer, Card.card_no).order_by(Card.customer, Card.card_no)
                  .tuples().iterator())
-        pending = next(cards, None)
-        for row in (Customer.select(Customer.id, Customer.name, Customer.phone,
-                                    Customer.customer_no).order_by(Customer.id).tuples().iterator()):
-            numbers = []
-            while pending is not None and pending[0] <= row[0]:
-                if pending[0] == row[0]:
-                    numbers.append(pending[1])
-                pending = next(cards, None)
-            yield (*row, *numbers)
+        customers = (Customer.select(Customer.id, Customer.name, Customer.phone,
+                                     Customer.customer_no).order_by(Customer.id).tuples().iterator())
+        for row, held in beside(customers, cards):
+            yield (*row, *(card_no for _, card_no in held))
 
     @classmethod
     def indexed(cls):

@@ -7,7 +7,7 @@ from peewee import JOIN, SQL, IntegrityError, fn
 
 from crm import clock
 from crm.clock import now
-from crm.db import db
+from crm.db import beside, db
 from crm.errors import Conflict, NotFound, ValidationError
 from crm.models import AuditLog, Card, Counter, Customer, CustomerType
 from crm.search_index import CustomerGram
@@ -304,14 +304,9 @@ def export_rows(q="", type_id=None, archived=False, sort="created", **_):
     listed = Customer.search(q, type_id=type_id, archived=archived).select(Customer.id)
     held = (Card.select(Card.customer, Card.card_no, Card.money, Card.status)
             .where(Card.customer.in_(listed)).order_by(Card.customer, Card.id).tuples().iterator())
-    pending = next(held, None)
-    for c in query.iterator():
-        numbers, money = [], 0
-        while pending is not None and pending[0] <= c.id:
-            if pending[0] == c.id:
-                numbers.append(pending[1] + ("（已注销）" if pending[3] == "closed" else ""))
-                money += pending[2]
-            pending = next(held, None)
+    for c, cards in beside(query.iterator(), held, key=lambda customer: customer.id):
+        numbers = [no + ("（已注销）" if status == "closed" else "") for _, no, _, status in cards]
+        money = sum(fen for _, _, fen, _ in cards)
         yield (c.customer_no, c.name, c.gender, c.phone, "、".join(numbers), len(numbers), money,
                c.address, c.type.name if c.type_id else "", c.birthday, c.remark, c.created_at,
                c.last_visit_at, "已归档" if c.archived else "正常")
