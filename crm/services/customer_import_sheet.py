@@ -233,12 +233,7 @@ def template(shop_name=""):
         item.font = Font(bold=True)
     for column, width in zip("ABCDEFGHI", (12, 8, 16, 30, 12, 12, 30, 14, 12), strict=True):
         sheet.column_dimensions[column].width = width
-    sheet.freeze_panes = "A4"
-    sheet.print_title_rows = "3:3"
-    sheet.page_setup.paperSize = excel.A4
-    sheet.page_setup.orientation = "landscape"
-    sheet.page_setup.fitToWidth, sheet.page_setup.fitToHeight = 1, 0
-    sheet.sheet_properties.pageSetUpPr.fitToPage = True
+    excel.page_setup(sheet, header_row=3, landscape=True)
     notes = book.create_sheet("填写说明")
     for line in (
         ("列", "说明"),

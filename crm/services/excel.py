@@ -70,6 +70,19 @@ def _typed(sheet, value, kind):
     return made
 
 
+def page_setup(sheet, header_row, landscape):
+    """A sheet that reads and prints well: the rows above and the header row stay in view, the
+    header is printed again on every page, A4 fitted to the width, page numbers at the foot."""
+    sheet.freeze_panes = f"A{header_row + 1}"
+    sheet.print_title_rows = f"{header_row}:{header_row}"
+    sheet.page_setup.paperSize = A4
+    sheet.page_setup.orientation = "landscape" if landscape else "portrait"
+    sheet.page_setup.fitToWidth = 1
+    sheet.page_setup.fitToHeight = 0
+    sheet.sheet_properties.pageSetUpPr.fitToPage = True
+    sheet.oddFooter.center.text = "第 &P / &N 页"
+
+
 def report(sheet_title, heading, facts, columns, rows, after=(), landscape=None):
     """An .xlsx report (bytes), as every export makes it (issue 19.8): the heading (the shop's
     name and what this is) and fact lines (period, made at, …) above a bold header row that
@@ -85,15 +98,8 @@ def report(sheet_title, heading, facts, columns, rows, after=(), landscape=None)
     for index, column in enumerate(columns):
         sheet.column_dimensions[openpyxl.utils.get_column_letter(index + 1)].width = column.width
     header_row = len(facts) + 3  # heading, facts, a blank line, then the header
-    sheet.freeze_panes = f"A{header_row + 1}"
-    sheet.print_title_rows = f"{header_row}:{header_row}"
-    sheet.page_setup.paperSize = A4
-    sheet.page_setup.orientation = "landscape" if (
-        landscape if landscape is not None else sum(c.width for c in columns) > 95) else "portrait"
-    sheet.page_setup.fitToWidth = 1
-    sheet.page_setup.fitToHeight = 0
-    sheet.sheet_properties.pageSetUpPr.fitToPage = True
-    sheet.oddFooter.center.text = "第 &P / &N 页"
+    page_setup(sheet, header_row, landscape if landscape is not None
+               else sum(c.width for c in columns) > 95)
     title = cell(sheet, heading)
     title.font = Font(bold=True, size=14)
     sheet.append([title])

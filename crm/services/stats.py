@@ -238,17 +238,19 @@ DAILY_UP_TO = 62  # days: a longer period's chart goes by week
 WEEKLY_UP_TO = 366  # days: a longer one by month
 
 
-def grouped(days, start, end):
-    """The daily figures as the chart of this period reads best (issue 19.10): by day up to
-    DAILY_UP_TO days, by week (from Monday) up to a year, by month beyond. Returns (unit: 日,
-    周 or 月, rows of {day: the bucket's first day, label, recharge, consume})."""
+def chart_unit(start, end):
+    """How the daily chart of this period reads best (issue 19.10): 日 up to DAILY_UP_TO days,
+    周 (from Monday) up to a year, 月 beyond."""
     span = (end - start).days + 1
-    if span <= DAILY_UP_TO:
-        unit, first = "日", (lambda d: d)
-    elif span <= WEEKLY_UP_TO:
-        unit, first = "周", (lambda d: d - datetime.timedelta(days=d.weekday()))
-    else:
-        unit, first = "月", (lambda d: d.replace(day=1))
+    return "日" if span <= DAILY_UP_TO else "周" if span <= WEEKLY_UP_TO else "月"
+
+
+def grouped(days, start, end):
+    """The daily figures by chart_unit(start, end). Returns (unit, rows of {day: the bucket's
+    first day, label, recharge, consume})."""
+    unit = chart_unit(start, end)
+    first = {"日": lambda d: d, "周": lambda d: d - datetime.timedelta(days=d.weekday()),
+             "月": lambda d: d.replace(day=1)}[unit]
     buckets = {}
     for row in days:  # the first bucket starts with the period, not before it
         key = max(first(datetime.date.fromisoformat(row["day"])), start)
@@ -284,12 +286,12 @@ def chart_xlsx(chart, start, end, shop_name=""):
     """One chart's data for the period as an .xlsx: (file name, bytes); 404 for no such chart."""
     if chart not in CHARTS:
         raise NotFound("没有这个图表", code="unknown_chart")
-    title, columns, rows = CHARTS[chart]
-    if chart == "daily":
-        title = chart_title(chart, start, end)
+    _, columns, rows = CHARTS[chart]
+    title = chart_title(chart, start, end)
     facts = [excel.period_line(start, end), excel.made_at()]
-    if title.startswith(("每周", "每月")):
-        facts.insert(1, f"{title[:2]}一行，日期为该{title[1]}的第一天（每周从周一算起）")
+    unit = chart_unit(start, end)
+    if chart == "daily" and unit != "日":
+        facts.insert(1, f"每{unit}一行，日期为该{unit}的第一天（每周从周一算起）")
     data = excel.report(title, f"{shop_name} · {title}".strip(" ·"), facts, columns,
                         rows(current(start, end), start, end))
     return f"{title}_{start}_{end}.xlsx", data
@@ -297,10 +299,7 @@ def chart_xlsx(chart, start, end, shop_name=""):
 
 def chart_title(chart, start, end):
     """A chart's title for the period: the daily chart says 每日, 每周 or 每月."""
-    title = CHARTS[chart][0]
-    if chart == "daily":
-        title = f"每{grouped([], start, end)[0]}充值与消费"
-    return title
+    return f"每{chart_unit(start, end)}充值与消费" if chart == "daily" else CHARTS[chart][0]
 
 
 # --- 日结 / 交班 --------------------------------------------------------------------------------
