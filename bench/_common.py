@@ -46,3 +46,14 @@ def timed(fn, repeat=7):
         samples.append((time.perf_counter() - started) * 1000)
     samples.sort()
     return f"p50 {statistics.median(samples):7.1f} ms  max {samples[-1]:7.1f} ms"
+
+
+def logged_in(app, username, password):
+    """A test client of `app` logged in through the login page (its CSRF token taken from it)."""
+    import re
+
+    client = app.test_client()
+    html = client.get("/login").get_data(as_text=True)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
+    client.post("/login", data={"username": username, "password": password, "csrf_token": token})
+    return client

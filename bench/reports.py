@@ -17,7 +17,7 @@ import sys
 import tempfile
 import time
 
-from _common import machine, recreate_mysql, timed
+from _common import logged_in, machine, recreate_mysql, timed
 
 from crm import clock, create_app  # noqa: E402
 from crm import db as crm_db  # noqa: E402
@@ -83,13 +83,7 @@ def main():
               f"{timed(lambda: statements.statement(heavy, year, today, page=200))}")
         assert User.select().count() == 1
 
-    client = app.test_client()
-    import re
-
-    html = client.get("/login").get_data(as_text=True)
-    token = re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
-    client.post("/login", data={"username": "bench", "password": "bench-password-1",
-                                "csrf_token": token})
+    client = logged_in(app, "bench", "bench-password-1")
 
     def page(path):
         resp = client.get(path)

@@ -10,11 +10,10 @@ page also shows what needs attention), and, as the baseline in the same process,
 monitoring status the admin's home page ran on every visit before (issue 19.2).
 """
 import argparse
-import re
 import tempfile
 import time
 
-from _common import machine, recreate_mysql, timed
+from _common import logged_in, machine, recreate_mysql, timed
 
 from crm import create_app  # noqa: E402
 from crm import db as crm_db  # noqa: E402
@@ -23,14 +22,6 @@ from crm.services import Actor, demo, monitor, workbench  # noqa: E402
 from crm.services import users as user_service  # noqa: E402
 
 PASSWORD = "bench-password-1"
-
-
-def logged_in(app, username):
-    client = app.test_client()
-    html = client.get("/login").get_data(as_text=True)
-    token = re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
-    client.post("/login", data={"username": username, "password": PASSWORD, "csrf_token": token})
-    return client
 
 
 def main():
@@ -64,7 +55,7 @@ def main():
         print(f"  baseline: the whole monitoring status   {timed(lambda: monitor.status(app.config), 15)}")
 
     for username in ("ann", "boss"):
-        client = logged_in(app, username)
+        client = logged_in(app, username, PASSWORD)
 
         def page(client=client):
             resp = client.get("/")
