@@ -57,3 +57,18 @@ def logged_in(app, username, password):
     token = re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
     client.post("/login", data={"username": username, "password": password, "csrf_token": token})
     return client
+
+
+def fresh_app(url):
+    """The app on a fresh bench database at `url` (dropped and re-created), migrated, with its
+    own throwaway instance folder: (app, database)."""
+    import tempfile
+
+    from crm import create_app
+
+    recreate_mysql(url)
+    app = create_app({"DATABASE_URL": url, "INSTANCE_PATH": tempfile.mkdtemp(prefix="crm-bench-"),
+                      "BCRYPT_ROUNDS": 4, "TESTING": True})
+    database = app.extensions["crm_db"]
+    crm_db.migrate(database)
+    return app, database

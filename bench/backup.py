@@ -9,13 +9,11 @@ the verification of every chain) and a restore of it (its check, the safety back
 data with its own check, the replacement in one transaction, the final ledger verification).
 """
 import argparse
-import tempfile
 import time
 from pathlib import Path
 
-from _common import machine, recreate_mysql
+from _common import fresh_app, machine
 
-from crm import create_app  # noqa: E402
 from crm import db as crm_db  # noqa: E402
 from crm.services import Actor, backups, demo  # noqa: E402
 from crm.services import users as user_service  # noqa: E402
@@ -27,12 +25,7 @@ def main():
     parser.add_argument("--customers", type=int, default=100_000)
     parser.add_argument("--entries", type=int, default=1_000_000)
     args = parser.parse_args()
-    recreate_mysql(args.url)
-    instance = tempfile.mkdtemp(prefix="crm-bench-")
-    app = create_app({"DATABASE_URL": args.url, "INSTANCE_PATH": instance, "TESTING": True,
-                      "BCRYPT_ROUNDS": 4})
-    database = app.extensions["crm_db"]
-    crm_db.migrate(database)
+    app, database = fresh_app(args.url)
     folder = Path(app.config["BACKUP_DIR"])
     with app.app_context(), database.connection_context():
         print(machine(database))

@@ -14,10 +14,9 @@ import datetime
 import resource
 import subprocess
 import sys
-import tempfile
 import time
 
-from _common import logged_in, machine, recreate_mysql, timed
+from _common import fresh_app, logged_in, machine, timed
 
 from crm import clock, create_app  # noqa: E402
 from crm import db as crm_db  # noqa: E402
@@ -57,12 +56,7 @@ def main():
                      datetime.date.fromisoformat(end))
         return
 
-    recreate_mysql(args.url)
-    instance = tempfile.mkdtemp(prefix="crm-bench-")
-    app = create_app({"DATABASE_URL": args.url, "INSTANCE_PATH": instance, "BCRYPT_ROUNDS": 4,
-                      "TESTING": True})
-    database = app.extensions["crm_db"]
-    crm_db.migrate(database)
+    app, database = fresh_app(args.url)
     with app.app_context(), database.connection_context():
         print(machine(database))
         boss = user_service.create_user(Actor(), "bench", "bench-password-1", role="admin")
@@ -94,6 +88,7 @@ def main():
     print(f"  statement page, 10,000 entries          "
           f"{timed(lambda: page(f'/customers/{heavy}/statement?start={year}&end={today}'))}")
 
+    instance = app.config["INSTANCE_PATH"]
     result = subprocess.run([sys.executable, __file__, "--child", args.url, instance, str(huge),
                              year.isoformat(), today.isoformat()], capture_output=True, text=True,
                             check=True)

@@ -10,12 +10,10 @@ page also shows what needs attention), and, as the baseline in the same process,
 monitoring status the admin's home page ran on every visit before (issue 19.2).
 """
 import argparse
-import tempfile
 import time
 
-from _common import logged_in, machine, recreate_mysql, timed
+from _common import fresh_app, logged_in, machine, timed
 
-from crm import create_app  # noqa: E402
 from crm import db as crm_db  # noqa: E402
 from crm.models import CardRecord  # noqa: E402
 from crm.services import Actor, demo, monitor, workbench  # noqa: E402
@@ -31,12 +29,7 @@ def main():
     parser.add_argument("--entries", type=int, default=1_000_000)
     args = parser.parse_args()
 
-    recreate_mysql(args.url)
-    instance = tempfile.mkdtemp(prefix="crm-bench-")
-    app = create_app({"DATABASE_URL": args.url, "INSTANCE_PATH": instance, "BCRYPT_ROUNDS": 4,
-                      "TESTING": True})
-    database = app.extensions["crm_db"]
-    crm_db.migrate(database)
+    app, database = fresh_app(args.url)
     with app.app_context(), database.connection_context():
         print(machine(database))
         boss = user_service.create_user(Actor(), "boss", PASSWORD, role="admin")
