@@ -48,21 +48,36 @@ def _locked_throttle_row(name):
     return LoginThrottle.get_or_none(LoginThrottle.username == name)
 
 
-def _with_throttle_row(name, change):
-    """Run change(row) in one transaction on the name's locked throttle row. MySQL may pick one
-    of several logins of one name arriving together as a deadlock victim (1213: a row deleted
-    by a right password and made again by the next attempts): that one runs again."""
-    for attempt in range(50):
+DEADLOCK_TRIES = 50
+
+
+def _again_on_deadlock(work):
+    """Run work() until it is not MySQL's deadlock victim (1213): logins of one name arriving
+    together lock, delete and re-make its one row, and MySQL may pick any of them to roll back.
+    After DEADLOCK_TRIES a polite 429, never a 503."""
+    for attempt in range(DEADLOCK_TRIES):
         try:
-            _ensure_throttle_row(name)
-            with db.atomic():
-                row = _locked_throttle_row(name)
-                if row is not None:
-                    return change(row)
+            return work()
         except OperationalError as error:
-            if not (error.args and error.args[0] == 1213) or attempt == 49:
+            if not (error.args and error.args[0] == 1213):
                 raise
             time.sleep(0.005 * (attempt + 1))
+    raise AuthError("登录请求太多，请稍后再试", code="login_busy", status=429)
+
+
+def _with_throttle_row(name, change):
+    """Run change(row) in one transaction on the name's locked throttle row (retried when MySQL
+    picks it as a deadlock victim)."""
+    def once():
+        _ensure_throttle_row(name)
+        with db.atomic():
+            row = _locked_throttle_row(name)
+            return None if row is None else (change(row),)
+
+    for _ in range(DEADLOCK_TRIES):  # None: a right password removed the row meanwhile
+        done = _again_on_deadlock(once)
+        if done is not None:
+            return done[0]
     raise AuthError("登录请求太多，请稍后再试", code="login_busy", status=429)
 
 
@@ -173,8 +188,12 @@ def _login_place(name):
 
 
 def forget_attempts(name):
-    """A right password (or setup code): the name's attempts start afresh."""
-    LoginThrottle.delete().where(LoginThrottle.username == name).execute()
+    """A right password (or setup code): the name's attempts start afresh (retried when MySQL
+    picks the delete as a deadlock victim of logins of the same name arriving together). Call
+    it outside any transaction: MySQL's deadlock rolls back the whole transaction, and only the
+    delete would be run again."""
+    _again_on_deadlock(
+        lambda: LoginThrottle.delete().where(LoginThrottle.username == name).execute())
 
 
 def locked_message(until, what="密码错误次数过多，该用户名已锁定"):

@@ -142,8 +142,8 @@ def authenticate(actor, username, password):
                              username=name, failures=failures,
                              window_minutes=login_throttle.Settings.lock_minutes)
         raise AuthError(LOGIN_FAILED, code="login_failed")
+    forget_attempts(name)  # its own statement: a deadlock retry must not replay more
     with db.atomic():
-        forget_attempts(name)
         User.update(last_login_at=now()).where(User.id == user.id).execute()
         facts = {"failures_before": value - 1} if value > 1 else {}
         audit.record(Actor(user=user, ip=actor.ip), "login.success", "user", user.id, **facts)
