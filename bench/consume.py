@@ -55,7 +55,7 @@ def seed(database, instance, count):
             customer = customers.create_customer(actor, {"name": f"压测客户{i}",
                                                          "phone": f"1390000{i:04d}"})
             card_ids.append(cards.open_card(actor, customer.id, uuid.uuid4().hex,
-                                            amount=START_FEN, bonus=0)["card_id"])
+                                            amount=START_FEN, bonus=0).card_id)
     return user, card_ids
 
 
@@ -258,7 +258,7 @@ def seed_more(database, user, count):
         customer = customers.create_customer(actor, {"name": f"基线客户{i}",
                                                      "phone": f"1380000{i:04d}"})
         ids.append(cards.open_card(actor, customer.id, uuid.uuid4().hex, amount=START_FEN,
-                                   bonus=0)["card_id"])
+                                   bonus=0).card_id)
     return actor, ids
 
 

@@ -313,7 +313,7 @@ def baseline_cards(database, admin, count):
             except Conflict:
                 continue
             ids.append(cards.open_card(actor, customer.id, uuid.uuid4().hex, amount=4_000_000,
-                                       bonus=0, remark=BASELINE)["card_id"])
+                                       bonus=0, remark=BASELINE).card_id)
     return ids
 
 

@@ -38,7 +38,7 @@ class Shop:
         """Open a card (optionally with money); returns the card id."""
         return self.do(lambda: cards.open_card(self.operator, customer_id or self.customer_id,
                                                key(), amount=amount, bonus=bonus,
-                                               **kwargs))["card_id"]
+                                               **kwargs)).card_id
 
     def card(self, card_id):
         """The card as stored now."""
@@ -85,7 +85,7 @@ def furnished_shop(app, amount=10000):
         recharged = CardRecord.get((CardRecord.card == card_id)
                                    & (CardRecord.business_type == "recharge"))
         return {"customer_id": shop.customer_id, "card_id": card_id, "type_id": ctype.id,
-                "record_id": record["record_id"], "user_id": shop.operator.user.id,
+                "record_id": record.record_id, "user_id": shop.operator.user.id,
                 "recharge_record_id": recharged.id}
 
     return shop, run(app, more)

@@ -26,7 +26,7 @@ def test_the_audit_log_reads_in_chinese(app, client, auth):
     shop.do(lambda: customers.update_customer(shop.operator, shop.customer_id,
                                               {"phone": "13900139000", "remark": "老客户"}))
     shop.do(lambda: recharge_rules.create_rule(shop.admin, 50000, 5000))
-    sale = shop.do(lambda: cards.consume(shop.operator, card_id, key(), 1250))["record_id"]
+    sale = shop.do(lambda: cards.consume(shop.operator, card_id, key(), 1250)).record_id
     shop.do(lambda: cards.reverse(shop.admin, sale, key(), "收错金额"))
     auth.login("boss", PASSWORD)
     table = _audit_table(client)

@@ -106,7 +106,7 @@ def test_receipt_json_and_pdf(app, client, shop, ann):
     the same amounts; an entry that is not a consumption, or none, is 404."""
     card_id = shop.open_card(amount=50000, bonus=0)
     result = shop.do(lambda: cards.consume(shop.operator, card_id, key(), 10000, remark="烫发"))
-    record_id = result["record_id"]
+    record_id = result.record_id
     resp = client.get(f"/api/v1/records/{record_id}/receipt", headers=ann)
     assert resp.status_code == 200
     body = resp.get_json()

@@ -49,7 +49,7 @@ def test_excel_exports_hold_no_formulas_from_user_text(app, client):
         from crm.services import Actor
 
         actor = Actor(boss, "127.0.0.1")
-        card = cards.open_card(actor, customer.id, uuid.uuid4().hex, amount=10000)["card_id"]
+        card = cards.open_card(actor, customer.id, uuid.uuid4().hex, amount=10000).card_id
         cards.consume(actor, card, uuid.uuid4().hex, 100, remark=FORMULAS[3])
         return customer.id
 
@@ -298,7 +298,7 @@ def test_a_statement_too_long_for_one_pdf_is_refused_with_excel_offered(app, cli
     def setup():
         customer = customers.create_customer(SYSTEM, {"name": "张三", "phone": "13800138000"})
         actor = Actor(boss, "127.0.0.1")
-        card = cards.open_card(actor, customer.id, uuid.uuid4().hex, amount=10000)["card_id"]
+        card = cards.open_card(actor, customer.id, uuid.uuid4().hex, amount=10000).card_id
         for _ in range(4):
             cards.consume(actor, card, uuid.uuid4().hex, 100)
         return customer.id, card, actor

@@ -52,7 +52,7 @@ def rich_shop(app):
     a = shop.open_card(amount=60000, bonus=None, card_no="BK-0001")
     b = shop.open_card(amount=10000, bonus=0, customer_id=other.id)
     sold = shop.do(lambda: cards.consume(op, a, key(), 1234, remark="剪发"))
-    shop.do(lambda: cards.reverse(boss, sold["record_id"], key(), "错"))
+    shop.do(lambda: cards.reverse(boss, sold.record_id, key(), "错"))
     shop.do(lambda: cards.consume(op, b, key(), 999))
     c = shop.open_card(amount=3000, bonus=0)
     shop.do(lambda: cards.change_status(op, c, "report_lost", "丢失"))

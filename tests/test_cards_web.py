@@ -5,7 +5,7 @@ import pytest
 
 from crm.models import AuditLog, Card, ConsumeRecord
 from crm.services import cards
-from tests.conftest import AuthActions, csrf_token, pdf_text
+from tests.conftest import PASSWORD, AuthActions, csrf_token, pdf_text
 from tests.ledger_helpers import key, make_shop, run
 
 
@@ -88,12 +88,39 @@ def test_receipt_pdf_has_the_chinese_text_and_amounts(app, staff, shop):
     """The PDF receipt carries the customer's Chinese name, the amount and the new balance."""
     card_id = shop.open_card(amount=10000, bonus=0)
     result = run(app, lambda: cards.consume(shop.operator, card_id, key(), 2345, remark="染发"))
-    resp = staff.get(f"/cards/records/{result['record_id']}/receipt.pdf")
+    resp = staff.get(f"/cards/records/{result.record_id}/receipt.pdf")
     assert resp.status_code == 200 and resp.mimetype == "application/pdf"
     text = pdf_text(resp.data)
     for expected in ("消费凭证", "张三", "¥23.45", "¥76.55", "染发", "安安"):
         assert expected in text, expected
     assert staff.get("/cards/records/999999/receipt").status_code == 404
+
+
+def test_a_bonus_goes_only_with_a_first_recharge(app, staff, shop):
+    """One rule for the page and the API, in the service: a bonus typed without an amount opens
+    an empty card (no bonus is booked); a bonus that is no amount is refused either way."""
+    resp = staff.post(f"/customers/{shop.customer_id}/cards", data={
+        "csrf_token": csrf_token(staff, "/"), "card_no": "BN-0001", "amount": "", "bonus": "10",
+        "idempotency_key": key()})
+    assert resp.status_code == 302
+    card = run(app, lambda: Card.get(Card.card_no == "BN-0001"))
+    assert (card.money, card.bonus_money) == (0, 0)
+    resp = staff.post(f"/customers/{shop.customer_id}/cards", data={
+        "csrf_token": csrf_token(staff, "/"), "card_no": "BN-0002", "amount": "", "bonus": "十元",
+        "idempotency_key": key()}, follow_redirects=True)
+    assert "金额" in resp.get_data(as_text=True)
+    assert run(app, lambda: Card.get_or_none(Card.card_no == "BN-0002")) is None
+    token = staff.post("/api/v1/login", json={"username": "ann", "password": PASSWORD})
+    headers = {"Authorization": f"Bearer {token.get_json()['token']}"}
+    answer = staff.post(f"/api/v1/customers/{shop.customer_id}/cards",
+                        json={"card_no": "BN-0003", "bonus": "10.00"},
+                        headers={**headers, "Idempotency-Key": key()})
+    assert answer.status_code == 201, answer.get_json()
+    assert (answer.get_json()["balance"], answer.get_json()["bonus"]) == ("0.00", "0.00")
+    answer = staff.post(f"/api/v1/customers/{shop.customer_id}/cards",
+                        json={"card_no": "BN-0004", "bonus": "十元"},
+                        headers={**headers, "Idempotency-Key": key()})
+    assert answer.status_code == 422
 
 
 def test_open_card_and_recharge_from_the_pages(app, staff, shop):
@@ -147,12 +174,12 @@ def test_reversal_is_admin_only_and_shown(app, client, shop):
     auth.login("ann")
     form = {"csrf_token": csrf_token(client, "/"), "reason": "收错", "card_id": str(card_id),
             "idempotency_key": key()}
-    assert client.post(f"/cards/records/{result['record_id']}/reverse",
+    assert client.post(f"/cards/records/{result.record_id}/reverse",
                        data=form).status_code == 403
     auth.logout()
     auth.login("boss")
     form["csrf_token"] = csrf_token(client, "/")
-    resp = client.post(f"/cards/records/{result['record_id']}/reverse", data=form)
+    resp = client.post(f"/cards/records/{result.record_id}/reverse", data=form)
     assert resp.status_code == 302
     page = client.get(f"/cards/{card_id}").get_data(as_text=True)
     assert "已冲正" in page and "冲正 #" in page

@@ -58,7 +58,7 @@ def test_every_bar_of_the_top_ten_is_labelled_in_a_browser(app, page):
         for n in range(12):
             buyer = customers.create_customer(shop.operator, {"name": f"买家{n:02d}",
                                                               "phone": f"1371234{n:04d}"})
-            card = cards.open_card(shop.operator, buyer.id, key(), amount=100000)["card_id"]
+            card = cards.open_card(shop.operator, buyer.id, key(), amount=100000).card_id
             cards.consume(shop.operator, card, key(), 1000 * (n + 1))
 
     shop.do(twelve_buyers)

@@ -433,7 +433,7 @@ def test_an_import_does_not_stall_the_till(app, live_server, shop, monkeypatch):
     boss = _boss(app)
     _db(app, lambda: user_service.create_user(SYSTEM, "clerk", "correct-horse-9"))
     card_id = _db(app, lambda: cards.open_card(boss, shop.id, uuid.uuid4().hex,
-                                               amount=100000))["card_id"]
+                                               amount=100000)).card_id
     host, port = live_server.rsplit("//", 1)[1].split(":")
 
     def call(method, path, body=b"", headers=None):

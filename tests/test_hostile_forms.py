@@ -233,8 +233,8 @@ def test_stored_markup_never_runs_in_the_browser(app, page):
         User.update(display_name=XSS[2][:50]).where(User.id == shop.operator.user.id).execute()
         card = cards.open_card(shop.operator, customer.id, key(), amount=10000, bonus=0,
                                remark=XSS[1][:200])
-        record = cards.consume(shop.operator, card["card_id"], key(), 100, remark=XSS[0][:200])
-        return customer.id, card["card_id"], record["record_id"]
+        record = cards.consume(shop.operator, card.card_id, key(), 100, remark=XSS[0][:200])
+        return customer.id, card.card_id, record.record_id
 
     customer_id, card_id, record_id = run(app, store)
     page.goto("/login")

@@ -21,7 +21,7 @@ def test_open_recharge_consume_keeps_parts_and_chain(shop):
     shop.do(lambda: cards.recharge(shop.operator, card_id, key(), 5000, bonus=0,
                                    payment_method="wechat", remark="微信充值"))
     result = shop.do(lambda: cards.consume(shop.operator, card_id, key(), 13000, remark="剪发"))
-    assert result["balance"] == 4000 and result["amount"] == 13000
+    assert result.balance == 4000 and result.amount == 13000
     card = shop.card(card_id)
     assert (card.money, card.paid_money, card.bonus_money, card.entry_count) == (4000, 2000, 2000, 4)
     entries = shop.do(lambda: list(CardRecord.select().order_by(CardRecord.seq)))
@@ -58,10 +58,10 @@ def test_recharge_rules_give_the_best_bonus_reached(shop):
     shop.do(rules)
     card_id = shop.open_card()
     result = shop.do(lambda: cards.recharge(shop.operator, card_id, key(), 120000))
-    assert result["bonus"] == 15000 and result["balance"] == 135000
+    assert result.bonus == 15000 and result.balance == 135000
     result = shop.do(lambda: cards.recharge(shop.operator, card_id, key(), 60000, bonus=0))
-    assert result["bonus"] == 0
-    assert shop.do(lambda: cards.recharge(shop.operator, card_id, key(), 30000))["bonus"] == 0
+    assert result.bonus == 0
+    assert shop.do(lambda: cards.recharge(shop.operator, card_id, key(), 30000)).bonus == 0
 
 
 def test_discount_of_the_customer_type(app):
@@ -69,7 +69,7 @@ def test_discount_of_the_customer_type(app):
     shop = make_shop(app, discount=95)
     card_id = shop.open_card(amount=10000, bonus=0)
     result = shop.do(lambda: cards.consume(shop.operator, card_id, key(), 3333))
-    assert result["amount"] == 3166 and result["original_amount"] == 3333  # 3166.35 → 3166
+    assert result.amount == 3166 and result.original_amount == 3333  # 3166.35 → 3166
     record = shop.do(lambda: ConsumeRecord.get())
     assert (record.original_amount, record.discount, record.amount) == (3333, 95, 3166)
     assert cards.discounted(1, 95) == 1 and cards.discounted(10, 95) == 10  # 9.5 → 10
@@ -152,8 +152,8 @@ def test_same_key_twice_moves_money_once(shop):
     k = key()
     first = shop.do(lambda: cards.consume(shop.operator, card_id, k, 1000, remark="x"))
     again = shop.do(lambda: cards.consume(shop.operator, card_id, k, 1000, remark="x"))
-    assert first["replayed"] is False and again["replayed"] is True
-    assert {**first, "replayed": None} == {**again, "replayed": None}
+    assert first.replayed is False and again.replayed is True
+    assert first.again(replayed=None) == again.again(replayed=None)
     assert shop.card(card_id).money == 4000
     assert shop.do(lambda: ConsumeRecord.select().count()) == 1
 
@@ -193,19 +193,19 @@ def test_reverse_consumption_and_recharge_with_its_bonus(shop):
     """Reversal entries point at the originals, restore the same parts, and verify."""
     card_id = shop.open_card(amount=10000, bonus=1000)
     consumed = shop.do(lambda: cards.consume(shop.operator, card_id, key(), 3000))
-    shop.do(lambda: cards.reverse(shop.admin, consumed["record_id"], key(), "收错了"))
+    shop.do(lambda: cards.reverse(shop.admin, consumed.record_id, key(), "收错了"))
     card = shop.card(card_id)
     assert (card.money, card.paid_money, card.bonus_money) == (11000, 10000, 1000)
     net = shop.do(lambda: sum(c.amount for c in ConsumeRecord.select()))
     assert net == 0  # the consume record of the reversal cancels the original
     first = shop.do(lambda: CardRecord.get(CardRecord.business_type == "recharge"))
     result = shop.do(lambda: cards.reverse(shop.admin, first.id, key(), "充错卡"))
-    assert len(result["reversed_ids"]) == 2  # the recharge and its bonus
+    assert len(result.reversed_ids) == 2  # the recharge and its bonus
     card = shop.card(card_id)
     assert (card.money, card.paid_money, card.bonus_money) == (0, 0, 0)
     reversals = shop.do(lambda: list(CardRecord.select().where(
         CardRecord.business_type == "reversal").order_by(CardRecord.id)))
-    assert [r.reverses_id for r in reversals][0] == consumed["record_id"]
+    assert [r.reverses_id for r in reversals][0] == consumed.record_id
     assert shop.verify().ok
     assert shop.do(lambda: AuditLog.select().where(AuditLog.action == "ledger.reverse").count()) == 2
 
@@ -214,10 +214,10 @@ def test_second_reversal_and_negative_reversal_are_refused(shop):
     """An entry is reversed once; a reversal that would overdraw the card is refused."""
     card_id = shop.open_card(amount=10000, bonus=0)
     consumed = shop.do(lambda: cards.consume(shop.operator, card_id, key(), 1000))
-    shop.do(lambda: cards.reverse(shop.admin, consumed["record_id"], key(), "错"))
+    shop.do(lambda: cards.reverse(shop.admin, consumed.record_id, key(), "错"))
     before = shop.counts()
     with pytest.raises(Conflict) as info:
-        shop.do(lambda: cards.reverse(shop.admin, consumed["record_id"], key(), "再错"))
+        shop.do(lambda: cards.reverse(shop.admin, consumed.record_id, key(), "再错"))
     assert info.value.code == "already_reversed"
     shop.do(lambda: cards.consume(shop.operator, card_id, key(), 9000))
     recharge = shop.do(lambda: CardRecord.get(CardRecord.business_type == "recharge"))
@@ -236,7 +236,7 @@ def test_close_refunds_paid_part_and_voids_bonus(shop):
     card_id = shop.open_card(amount=10000, bonus=2000)
     shop.do(lambda: cards.consume(shop.operator, card_id, key(), 3000))
     result = shop.do(lambda: cards.close(shop.operator, card_id, key(), "客户搬家"))
-    assert (result["refunded"], result["bonus_voided"]) == (7000, 2000)
+    assert (result.refunded, result.bonus_voided) == (7000, 2000)
     card = shop.card(card_id)
     assert (card.status, card.money, card.paid_money, card.bonus_money) == ("closed", 0, 0, 0)
     kinds = shop.do(lambda: [(r.business_type, r.amount) for r in
@@ -252,7 +252,7 @@ def test_reissue_moves_the_money_to_a_new_card(shop):
     card_id = shop.open_card(amount=10000, bonus=500, card_no="A0001")
     shop.do(lambda: cards.change_status(shop.operator, card_id, "report_lost", "丢了"))
     result = shop.do(lambda: cards.reissue(shop.operator, card_id, key(), "补办", "A0002"))
-    old, new = shop.card(card_id), shop.card(result["card_id"])
+    old, new = shop.card(card_id), shop.card(result.card_id)
     assert (old.status, old.money) == ("closed", 0)
     assert (new.card_no, new.status, new.paid_money, new.bonus_money) == ("A0002", "active",
                                                                           10000, 500)
@@ -377,7 +377,7 @@ def test_verify_names_an_edited_consumption_record(app, shop, edit):
     database = app.extensions["crm_db"]
     shop.do(lambda: _edit_consume_records(database, "UPDATE t_consume_record SET " + edit.format(
         other=other, empty=empty, admin=shop.admin.user.id, recharge=recharge)
-        + f" WHERE id = {sold['consume_id']}"))
+        + f" WHERE id = {sold.consume_id}"))
     report = shop.verify()
     assert report.problems, edit
     assert any("消费记录" in p["problem"] for p in report.problems), report.problems
@@ -391,12 +391,12 @@ def test_verify_names_a_missing_consumption_record(app, shop):
 
     def delete():
         database.execute_sql("DROP TRIGGER t_consume_record_no_delete")
-        database.execute_sql(f"DELETE FROM t_consume_record WHERE id = {sold['consume_id']}")
+        database.execute_sql(f"DELETE FROM t_consume_record WHERE id = {sold.consume_id}")
         database.execute_sql(guard_sql(database, "t_consume_record", "DELETE"))
 
     shop.do(delete)
     problems = shop.verify().problems
-    assert [p["record_id"] for p in problems] == [sold["record_id"]], problems
+    assert [p["record_id"] for p in problems] == [sold.record_id], problems
     assert "消费记录" in problems[0]["problem"]
 
 
@@ -413,8 +413,8 @@ def test_verify_names_a_second_consumption_record_for_one_sale(app, shop):
         "discount, amount, balance_after, operator_id, request_id, remark, created_at) "
         "SELECT card_id, customer_id, card_record_id, original_amount, discount, amount, "
         "balance_after, operator_id, request_id, remark, created_at FROM t_consume_record "
-        f"WHERE id = {other['consume_id']}"))
-    doubled = [p for p in shop.verify().problems if p["record_id"] == other["record_id"]]
+        f"WHERE id = {other.consume_id}"))
+    doubled = [p for p in shop.verify().problems if p["record_id"] == other.record_id]
     assert len(doubled) == 1 and "同一笔账本记录" in doubled[0]["problem"], doubled
 
 
@@ -445,7 +445,7 @@ def test_reversals_in_any_order_leave_no_money_stuck(app, shop, client, api_toke
 
     shop.do(old_bonus_reversal)
     result = shop.do(lambda: cards.reverse(shop.admin, recharge.id, key(), "充错卡"))
-    assert result["reversed_ids"] == [recharge.id]
+    assert result.reversed_ids == [recharge.id]
     card = shop.card(card_id)
     assert (card.money, card.paid_money, card.bonus_money) == (0, 0, 0)
     with pytest.raises(Conflict, match="已冲正"):

@@ -487,12 +487,12 @@ class LedgerMachine(RuleBasedStateMachine):
         return Request(op, key(), tuple(sorted(args.items())))
 
     def call(self, req):
-        """Send `req` to the service."""
+        """Send `req` to the service; its typed outcome as plain data (amounts in fen)."""
         self.used_keys.add(req.key)
         actor = self.shop.admin if req.op == "reverse" else self.shop.operator
         service = {"open": cards.open_card, "recharge": cards.recharge, "consume": cards.consume,
                    "reverse": cards.reverse, "close": cards.close}[req.op]
-        return self.shop.do(lambda: service(actor, key=req.key, **req.kwargs))
+        return self.shop.do(lambda: service(actor, key=req.key, **req.kwargs)).as_dict()
 
     def snapshot(self):
         """Everything a refused or failed step must leave as it was."""

@@ -49,10 +49,10 @@ def test_receipts_of_reversed_entries_say_so(app, client, auth):
     已冲正 with the reversal's time and reason."""
     shop = make_shop(app)
     card_id = shop.open_card(amount=10000)
-    sale = shop.do(lambda: cards.consume(shop.operator, card_id, key(), 1250))["record_id"]
+    sale = shop.do(lambda: cards.consume(shop.operator, card_id, key(), 1250)).record_id
     shop.do(lambda: cards.reverse(shop.admin, sale, key(), "收错金额"))
     topped = shop.do(lambda: cards.recharge(shop.operator, card_id, key(), 3000,
-                                            bonus=0))["record_id"]
+                                            bonus=0)).record_id
     shop.do(lambda: cards.reverse(shop.admin, topped, key(), "客人改主意"))
     auth.login("ann", PASSWORD)
     for url, reason in ((f"/cards/records/{sale}/receipt", "收错金额"),

@@ -36,7 +36,7 @@ def api_schema(app, fuzz_user):
     def seed():
         customer_types.create_type(shop.admin, {"name": "普通客户", "discount": ""})
         card = cards.open_card(shop.operator, shop.customer_id, key(), amount=50000, bonus=500)
-        cards.consume(shop.operator, card["card_id"], key(), 1200)
+        cards.consume(shop.operator, card.card_id, key(), 1200)
         recharge_rules.create_rule(shop.admin, 100000, 10000)
 
     run(app, seed)

@@ -37,7 +37,7 @@ def history(app, monkeypatch):
     with at(monkeypatch, moment(1, 15)):
         consumed = shop.do(lambda: cards.consume(shop.operator, second, key(), 3000))
     with at(monkeypatch, moment(2, 18)):
-        shop.do(lambda: cards.reverse(shop.admin, consumed["record_id"], key(), "收错"))
+        shop.do(lambda: cards.reverse(shop.admin, consumed.record_id, key(), "收错"))
         shop.do(lambda: cards.recharge(shop.operator, first, key(), 10000, bonus=1000,
                                        payment_method="wechat"))
     with at(monkeypatch, moment(3, 11)):

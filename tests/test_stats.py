@@ -34,7 +34,7 @@ def known(app):
     shop.do(lambda: cards.consume(op, a, key(), 5000))
     shop.do(lambda: cards.consume(op, a, key(), 2500))
     wrong = shop.do(lambda: cards.consume(op, b, key(), 1000))
-    shop.do(lambda: cards.reverse(shop.admin, wrong["record_id"], key(), "收错"))
+    shop.do(lambda: cards.reverse(shop.admin, wrong.record_id, key(), "收错"))
     shop.do(lambda: cards.consume(op, b, key(), 4000))
     shop.do(lambda: cards.recharge(op, c, key(), 10000, bonus=0, payment_method="cash"))
     return shop, (a, b, c)
@@ -99,7 +99,7 @@ def test_reversed_cash_recharge_leaves_the_till(app, clock):
     shop = make_shop(app)
     card_id = shop.open_card(amount=10000, bonus=0)
     first = shop.do(lambda: cards.recharge(shop.operator, card_id, key(), 5000, bonus=0))
-    shop.do(lambda: cards.reverse(shop.admin, first["record_id"], key(), "充错"))
+    shop.do(lambda: cards.reverse(shop.admin, first.record_id, key(), "充错"))
     assert shop.do(lambda: stats.closing(today))["cash"] == 10000
 
 

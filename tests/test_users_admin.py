@@ -125,10 +125,10 @@ def test_operator_may_reverse_when_allowed(app, client, make_user):
     AuthActions(client).login("ann")
     form = {"csrf_token": csrf_token(client, "/"), "reason": "错", "card_id": str(card_id),
             "idempotency_key": key()}
-    assert client.post(f"/cards/records/{sold['record_id']}/reverse", data=form).status_code == 403
+    assert client.post(f"/cards/records/{sold.record_id}/reverse", data=form).status_code == 403
     _db(app, lambda: user_service.update_user(SYSTEM, shop.operator.user.id,
                                               permissions={"reverse": True}))
-    assert client.post(f"/cards/records/{sold['record_id']}/reverse", data=form).status_code == 302
+    assert client.post(f"/cards/records/{sold.record_id}/reverse", data=form).status_code == 302
     assert shop.card(card_id).money == 1000
 
 

@@ -18,7 +18,7 @@ def _trade(shop):
     shop.do(lambda: cards.consume(shop.operator, card, key(), 2500))
     other = shop.do(lambda: customers.create_customer(shop.admin, {"name": "李四",
                                                                    "phone": "13900139000"}).id)
-    second = shop.do(lambda: cards.open_card(shop.admin, other, key())["card_id"])
+    second = shop.do(lambda: cards.open_card(shop.admin, other, key()).card_id)
     shop.do(lambda: cards.recharge(shop.admin, second, key(), 5000, bonus=0))
     return card
 
@@ -93,7 +93,7 @@ def test_a_reversed_entry_leaves_today_s_counts_too(app):
     """A charge and its reversal: 消费 ¥0.00 and 0 笔 (amounts and counts both net)."""
     shop = make_shop(app)
     card = shop.open_card(amount=10000)
-    sale = shop.do(lambda: cards.consume(shop.operator, card, key(), 2500))["record_id"]
+    sale = shop.do(lambda: cards.consume(shop.operator, card, key(), 2500)).record_id
     shop.do(lambda: cards.reverse(shop.admin, sale, key(), "收错"))
     today = shop.do(workbench.today)
     assert (today.consume, today.consumptions) == (0, 0)

@@ -203,10 +203,10 @@ def list_customer_cards(customer_id):
 def open_card(customer_id, body, key):
     """Open a card (card_no optional), optionally with a first recharge (amount, bonus?)."""
     result = cards.open_card(actor(), customer_id, key, card_no=body.card_no, amount=body.amount,
-                             bonus=body.bonus if body.amount else None,
+                             bonus=body.bonus,
                              payment_method=body.payment_method, remark=body.remark)
-    card = Card.of(cards.get_card(result["card_id"]))
-    return OpenCardResult.from_service({**dict(card), **result})
+    card = Card.of(cards.get_card(result.card_id))
+    return OpenCardResult.from_service({**dict(card), **result.as_dict()})
 
 
 @operation("GET", "/v1/cards/<int:card_id>", "会员卡", "getCard",

@@ -5,6 +5,7 @@ serializing run in the declared operations (crm.api.declare). Money is integer f
 yuan string with two decimals outside; the input type and the output type are kept apart, so an
 internal 1230 fen can never be read back as 1230 yuan.
 """
+import dataclasses
 from datetime import date, datetime
 from typing import Annotated, Literal
 
@@ -114,9 +115,12 @@ class Output(BaseModel):
 
     @classmethod
     def from_service(cls, data):
-        """The answer made from a service's dict. A key the answer does not declare would be
-        dropped without a sound: under test (TESTING) that fails, so a service that gains a key
-        makes its answer declare it; in a shop the answer goes out without it."""
+        """The answer made from a service's dict or typed outcome (crm.services.outcomes). A key
+        the answer does not declare would be dropped without a sound: under test (TESTING) that
+        fails, so a service that gains a key makes its answer declare it; in a shop the answer
+        goes out without it."""
+        if dataclasses.is_dataclass(data):
+            data = dataclasses.asdict(data)
         names = {f.alias or name for name, f in cls.model_fields.items()}
         unknown = sorted(set(data) - names)
         if unknown and current_app and current_app.config.get("TESTING"):

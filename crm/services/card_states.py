@@ -10,6 +10,7 @@ from crm.models import AuditLog, Card
 from crm.services import audit
 from crm.services.card_common import _create_card, _method, _reason, get_card
 from crm.services.ledger import NOT_CLOSED, Line, lock_card, once, post
+from crm.services.outcomes import Closed, Reissued
 
 TRANSITIONS = {
     "freeze": (("active",), "frozen", "冻结"),
@@ -65,12 +66,11 @@ def close(actor, card_id, key, reason, payment_method="cash"):
                                   remark=f"注销，赠送金额不退：{reason}"[:200]))
             return lines
 
-        result = {"card_id": card.id, "card_no": card.card_no, "refunded": card.paid_money,
-                  "bonus_voided": card.bonus_money, "record_ids": []}
+        record_ids = []
         if card.money:
             posted = post(card.id, card.customer_id, -card.money, split, actor, key,
                           allowed=NOT_CLOSED, verb="注销", stamp=stamp)
-            result["record_ids"] = [r.id for r in posted.records]
+            record_ids = [r.id for r in posted.records]
         closed = (Card.update(status="closed", closed_at=stamp, updated_at=stamp)
                   .where((Card.id == card.id) & (Card.status != "closed") & (Card.money == 0))
                   .execute())
@@ -78,9 +78,10 @@ def close(actor, card_id, key, reason, payment_method="cash"):
             raise Conflict("该卡已注销", code="card_not_active")
         audit.record(actor, "card.close", "card", card.id, reason=reason,
                      refunded=card.paid_money, bonus_voided=card.bonus_money)
-        return {**result, "balance": 0}
+        return Closed(card_id=card.id, card_no=card.card_no, balance=0, record_ids=record_ids,
+                      refunded=card.paid_money, bonus_voided=card.bonus_money)
 
-    return once(actor, key, parts, operation)
+    return once(actor, key, parts, operation, Closed)
 
 
 def _closed(card):
@@ -128,8 +129,8 @@ def reissue(actor, card_id, key, reason, new_card_no=""):
             raise Conflict("原卡余额在办理中发生变化，请重试", code="card_changed")
         audit.record(actor, "card.reissue", "card", old.id, reason=reason, new_card=new.card_no)
         new = get_card(new.id)
-        return {"card_id": new.id, "card_no": new.card_no, "old_card_id": old.id,
-                "balance": new.money, "record_ids": []}
+        return Reissued(card_id=new.id, card_no=new.card_no, balance=new.money,
+                        old_card_id=old.id)
 
-    return once(actor, key, parts, operation)
+    return once(actor, key, parts, operation, Reissued)
 

@@ -39,6 +39,7 @@ from crm.services.ledger import (
     once,
     post,
 )
+from crm.services.outcomes import Consumed, Recharged, Reversed
 
 REVERSIBLE = ("recharge", "bonus", "consume", "opening")
 
@@ -79,20 +80,25 @@ def _recharge_lines(amount, bonus, method, remark):
     return lines
 
 
-def _result(posted, **extra):
+def _result(outcome, posted, **extra):
+    """The `outcome` of a posting: the card as it left it and the entries it wrote."""
     card = posted.card
-    return {"card_id": card.id, "card_no": card.card_no, "record_id": posted.records[0].id,
-            "record_ids": [r.id for r in posted.records], "balance": card.money,
-            "paid_balance": card.paid_money, "bonus_balance": card.bonus_money, **extra}
+    return outcome(card_id=card.id, card_no=card.card_no, record_id=posted.records[0].id,
+                   record_ids=[r.id for r in posted.records], balance=card.money,
+                   paid_balance=card.paid_money, bonus_balance=card.bonus_money, **extra)
 
 
 def open_card(actor, customer_id, key, card_no="", amount=None, bonus=None,
               payment_method="cash", remark=""):
-    """Open a card for a customer, optionally with a first recharge, in one transaction."""
+    """Open a card for a customer, optionally with a first recharge, in one transaction. A bonus
+    goes only with a first recharge: without `amount` it is ignored (the page's and the API's one
+    rule)."""
     remark = _remark(remark)
     if amount is not None:
         amount, method = _amount(amount), _method(payment_method)
         bonus = _bonus(bonus)
+    else:
+        bonus = None
     parts = ["open", customer_id, card_no, amount, bonus, payment_method, remark]
 
     def operation():
@@ -104,15 +110,14 @@ def open_card(actor, customer_id, key, card_no="", amount=None, bonus=None,
             raise Conflict("该客户已归档，请先恢复再开卡", code="customer_archived")
         card = _create_card(actor, customer, card_no, remark)
         if amount is None:
-            return {"card_id": card.id, "card_no": card.card_no, "record_id": None,
-                    "record_ids": [], "balance": 0, "paid_balance": 0, "bonus_balance": 0}
+            return Recharged(card_id=card.id, card_no=card.card_no, balance=0)
         given = bonus_for(amount) if bonus is None else bonus
         posted = post(card.id, customer.id, amount + given,
                       lambda paid, b: _recharge_lines(amount, given, method, remark),
                       actor, key, verb="充值", visit=True)
-        return _result(posted, bonus=given)
+        return _result(Recharged, posted, bonus=given)
 
-    return once(actor, key, parts, operation)
+    return once(actor, key, parts, operation, Recharged)
 
 
 def _card_or_404(card_id):
@@ -134,9 +139,9 @@ def recharge(actor, card_id, key, amount, bonus=None, payment_method="cash", rem
         posted = post(card_id, card.customer_id, amount + given,
                       lambda paid, b: _recharge_lines(amount, given, method, remark),
                       actor, key, verb="充值", visit=True)
-        return _result(posted, bonus=given)
+        return _result(Recharged, posted, bonus=given)
 
-    return once(actor, key, parts, operation)
+    return once(actor, key, parts, operation, Recharged)
 
 
 def customer_discount(customer_id):
@@ -185,10 +190,10 @@ def consume(actor, card_id, key, amount, remark="", customer_id=None):
         consume_id = db.execute_sql(sql.insert_consume, (
             card_id, holder, record.id, amount, discount, charged, record.balance_after,
             actor.user.id, key, remark, record.created_at.strftime("%Y-%m-%d %H:%M:%S"))).lastrowid
-        return _result(posted, consume_id=consume_id, original_amount=amount,
+        return _result(Consumed, posted, consume_id=consume_id, original_amount=amount,
                        discount=discount, amount=charged)
 
-    return once(actor, key, parts, operation)
+    return once(actor, key, parts, operation, Consumed)
 
 
 def reverse(actor, record_id, key, reason):
@@ -241,9 +246,9 @@ def reverse(actor, record_id, key, reason):
                 request_id=key, remark=posted.records[0].remark, created_at=posted.records[0].created_at)
         audit.record(actor, "ledger.reverse", "card_record", original.id, reason=reason,
                      reversal_ids=[r.id for r in posted.records])
-        return _result(posted, reversed_ids=[t.id for t in targets])
+        return _result(Reversed, posted, reversed_ids=[t.id for t in targets])
 
-    return once(actor, key, parts, operation)
+    return once(actor, key, parts, operation, Reversed)
 
 
 # --- reading --------------------------------------------------------------------------------

@@ -292,7 +292,7 @@ def _fingerprint(parts):
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def _replay(found, fingerprint, actor):
+def _replay(found, fingerprint, actor, outcome):
     """The first answer for a key again — only to the user who sent it: another user's key is
     refused and learns nothing of that answer."""
     owner, stored_fingerprint, response = found
@@ -302,29 +302,29 @@ def _replay(found, fingerprint, actor):
     if not hmac.compare_digest(stored_fingerprint, fingerprint):
         raise Conflict("该请求编号已用于另一笔不同的操作，没有重复执行；请刷新页面后重新提交",
                        code="idempotency_key_reused")
-    return {**json.loads(response), "replayed": True}
+    return outcome.from_json(response, replayed=True)
 
 
-def once(actor, key, parts, operation):
-    """Run `operation()` (which returns a JSON-able dict) once per key: the same key again returns
-    the first answer and moves nothing; the same key for a different request, or from another
-    user, is refused. The key is stored in the operation's own transaction, so a crash cannot
-    separate them."""
+def once(actor, key, parts, operation, outcome):
+    """Run `operation()` (which returns an `outcome`, a crm.services.outcomes type) once per key:
+    the same key again returns the first outcome (replayed) and moves nothing; the same key for a
+    different request, or from another user, is refused. The key is stored in the operation's
+    own transaction, so a crash cannot separate them."""
     check_key(key)
     sql = Statements.get()
     fingerprint = _fingerprint(parts)
     found = db.execute_sql(sql.find_key, (key,)).fetchone()
     if found:
-        return _replay(found, fingerprint, actor)
+        return _replay(found, fingerprint, actor, outcome)
     try:
         with db.atomic():
             result = operation()
             db.execute_sql(sql.insert_key, (key, actor.user.id, fingerprint, 201,
-                                            json.dumps(result, default=str), as_text(now())))
+                                            result.to_json(), as_text(now())))
     except IntegrityError:
         # The same key committed by a parallel request first: ours rolled back whole.
         found = db.execute_sql(sql.find_key, (key,)).fetchone()
         if found is None:
             raise
-        return _replay(found, fingerprint, actor)
-    return {**result, "replayed": False}
+        return _replay(found, fingerprint, actor, outcome)
+    return result

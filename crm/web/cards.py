@@ -61,16 +61,16 @@ def open_card(customer_id):
     try:
         amount = _amount() if form.get("amount", "").strip() else None
         result = cards.open_card(actor(), customer_id, _key(), card_no=form.get("card_no", ""),
-                                 amount=amount, bonus=_bonus() if amount else None,
+                                 amount=amount, bonus=_bonus(),
                                  payment_method=form.get("payment_method", "cash"),
                                  remark=form.get("remark", ""))
     except CrmError as error:
         flash_error(error)
         return redirect(url_for("customers.detail", customer_id=customer_id)), 303
-    flash(f"已开卡 {result['card_no']}，卡内余额 {format_yuan(result['balance'])}", "success")
-    if result["record_id"]:  # money was put on the card: its 充值凭证
-        return redirect(url_for("cards.recharge_receipt", record_id=result["record_id"]))
-    return redirect(url_for("cards.detail", card_id=result["card_id"]))
+    flash(f"已开卡 {result.card_no}，卡内余额 {format_yuan(result.balance)}", "success")
+    if result.record_id:  # money was put on the card: its 充值凭证
+        return redirect(url_for("cards.recharge_receipt", record_id=result.record_id))
+    return redirect(url_for("cards.detail", card_id=result.card_id))
 
 
 @bp.route("/cards/<int:card_id>/recharge", methods=["POST"])
@@ -84,7 +84,7 @@ def recharge(card_id):
                                 remark=form.get("remark", ""))
     except CrmError as error:
         return _card_page(card_id, error.status, error=error, form=form)
-    return redirect(url_for("cards.recharge_receipt", record_id=result["record_id"]))
+    return redirect(url_for("cards.recharge_receipt", record_id=result.record_id))
 
 
 def _consume_form(card_id, status=200, **context):
@@ -106,7 +106,7 @@ def consume(card_id):
                                customer_id=customer_id)
     except CrmError as error:
         return _consume_form(card_id, error.status, error=error, form=form)
-    return redirect(url_for("cards.receipt", record_id=result["record_id"]), 303)
+    return redirect(url_for("cards.receipt", record_id=result.record_id), 303)
 
 
 @bp.route("/cards/records/<int:record_id>/receipt")
@@ -158,8 +158,8 @@ def reissue(card_id):
                                request.form.get("new_card_no", ""))
     except CrmError as error:
         return _card_page(card_id, error.status, error=error, form=request.form)
-    flash(f"已补卡 {result['card_no']}，余额 {format_yuan(result['balance'])} 已转入新卡", "success")
-    return redirect(url_for("cards.detail", card_id=result["card_id"]))
+    flash(f"已补卡 {result.card_no}，余额 {format_yuan(result.balance)} 已转入新卡", "success")
+    return redirect(url_for("cards.detail", card_id=result.card_id))
 
 
 @bp.route("/cards/<int:card_id>/close", methods=["POST"])
@@ -171,8 +171,8 @@ def close(card_id):
                              request.form.get("payment_method", "cash"))
     except CrmError as error:
         return _card_page(card_id, error.status, error=error, form=request.form)
-    flash(f"卡已注销：退还本金 {format_yuan(result['refunded'])}，赠送金额 "
-          f"{format_yuan(result['bonus_voided'])} 清零", "success")
+    flash(f"卡已注销：退还本金 {format_yuan(result.refunded)}，赠送金额 "
+          f"{format_yuan(result.bonus_voided)} 清零", "success")
     return redirect(url_for("cards.detail", card_id=card_id))
 
 
@@ -186,8 +186,8 @@ def reverse(record_id):
     except CrmError as error:
         flash_error(error)
         return redirect(url_for("cards.detail", card_id=card_id) if card_id else "/"), 303
-    flash(f"已冲正，卡内余额 {format_yuan(result['balance'])}", "success")
-    return redirect(url_for("cards.detail", card_id=result["card_id"]))
+    flash(f"已冲正，卡内余额 {format_yuan(result.balance)}", "success")
+    return redirect(url_for("cards.detail", card_id=result.card_id))
 
 
 @bp.route("/recharge-rules", methods=["GET", "POST"])
