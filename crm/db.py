@@ -159,6 +159,18 @@ def is_mysql(database=None):
     return isinstance(target, CrmMySQLDatabase)
 
 
+BUSY_CODES = (1205, 1213)  # MySQL: lock wait timeout, deadlock victim
+
+
+def is_busy(error):
+    """True when a database error means "held by another operation" (its transaction was rolled
+    back, nothing changed; a retry can succeed), not "the database cannot be reached": MySQL's
+    lock wait timeout or deadlock victim, SQLite's lock held past busy_timeout."""
+    if error.args and error.args[0] in BUSY_CODES:
+        return True
+    return "database is locked" in str(error) or "database table is locked" in str(error)
+
+
 class LockBusy(OperationalError):
     """Another process holds the maintenance lock."""
 

@@ -108,3 +108,40 @@ def test_database_outage_gives_503_and_recovers(app, database_url, tmp_path):
         relay.stop()
         crm_db.close_all(cut_app.extensions["crm_db"])
         crm_db.db.initialize(app.extensions["crm_db"])
+
+
+@pytest.mark.parametrize("error", [(1213, "Deadlock found when trying to get lock"),
+                                   (1205, "Lock wait timeout exceeded"),
+                                   ("database is locked",)])
+def test_a_busy_database_is_not_called_unreachable(app, client, api_token, error, monkeypatch):
+    """A charge picked as MySQL's deadlock victim (or kept waiting past the lock timeout, or
+    SQLite's lock held past busy_timeout) was answered "数据库暂时无法连接" — wrong, and it sent
+    the owner looking at cables. It is "系统繁忙 … 本次没有办理" (503 database_busy), nothing is
+    booked, and the same request again goes through."""
+    from peewee import OperationalError
+
+    from crm.db import db
+    from tests.ledger_helpers import key
+
+    shop = make_shop(app)
+    card_id = shop.open_card(amount=5000, bonus=0)
+    headers = {**api_token("cashier"), "Idempotency-Key": key()}
+    real, fired = db.execute_sql, []
+
+    def execute_sql(sql, params=None, *args, **kwargs):
+        if "t_card_record" in sql and sql.startswith("INSERT") and not fired:
+            fired.append(sql)
+            raise OperationalError(*error)
+        return real(sql, params, *args, **kwargs)
+
+    monkeypatch.setattr(db.obj, "execute_sql", execute_sql)
+    answer = client.post(f"/api/v1/cards/{card_id}/consume", json={"amount": "10.00"},
+                         headers=headers)
+    assert fired and answer.status_code == 503, answer.get_json()
+    assert answer.get_json()["error"] == {
+        "code": "database_busy", "message": "系统繁忙：数据正被其他操作占用，本次没有办理，请稍后重试"}
+    assert shop.card(card_id).money == 5000
+    again = client.post(f"/api/v1/cards/{card_id}/consume", json={"amount": "10.00"},
+                        headers=headers)
+    assert again.status_code == 201 and again.get_json()["balance"] == "40.00"
+    assert shop.card(card_id).money == 4000

@@ -38,7 +38,8 @@ def _refusals(declared, path_parameters):
     """What every operation answers besides its own errors, from its declaration: the refusals
     of crm.api.contract, which checks each request against this document — 404 for a path id
     that is no number, 422 for a bad parameter or field, 400 for a body that is not a JSON
-    object or a missing header — and, for every change, the restore hold's 503."""
+    object or a missing header — and, for every change, the restore hold's 503 (or a busy
+    database's: crm.web's handler of a lock timeout or deadlock, nothing done)."""
     body = declared.body is not None or declared.form is not None
     out = {}
     if path_parameters:
@@ -48,7 +49,8 @@ def _refusals(declared, path_parameters):
     if declared.key or body:
         out["400"] = _error("请求体不是 JSON 对象，或缺少请求头")
     if declared.method != "GET":  # the restore hold (crm.services.hold), with Retry-After
-        out["503"] = _error("正在恢复数据（restore_in_progress），请按 Retry-After 稍后重试")
+        out["503"] = _error("正在恢复数据（restore_in_progress），请按 Retry-After 稍后重试；"
+                            "或数据正被其他操作占用（database_busy），本次没有办理，可稍后重试")
     return out
 
 

@@ -6,6 +6,7 @@ from flask_login import current_user
 from flask_wtf.csrf import CSRFError
 from peewee import InterfaceError, OperationalError
 
+from crm.db import is_busy
 from crm.errors import CrmError, Unavailable
 from crm.http import (  # noqa: F401 — the pages' modules take these from here
     XLSX,
@@ -133,9 +134,13 @@ def init_app(app):
     @app.errorhandler(OperationalError)
     @app.errorhandler(InterfaceError)
     def _database_down(error):
-        app.logger.exception("database error")
         # Rendering must not look the user up again (Flask-Login's template context would).
         g._login_user = login_manager.anonymous_user()
+        if is_busy(error):
+            app.logger.warning("database busy: %s", error)
+            return error_response("系统繁忙：数据正被其他操作占用，本次没有办理，请稍后重试", 503,
+                                  "database_busy")
+        app.logger.exception("database error")
         return error_response("数据库暂时无法连接，请稍后刷新重试", 503, "database_unavailable")
 
     @app.route("/healthz")
