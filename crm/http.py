@@ -238,9 +238,7 @@ def restore_with_confirmation(name, confirmation, recovery_key="", accept_unsign
     from crm.services import backups
 
     shop = current_app.config["SHOP_NAME"]
-    if (confirmation or "").strip() != shop:
-        raise ValidationError(f"请输入店名“{shop}”以确认恢复", code="confirmation_required",
-                              field="confirm")
+    backups.check_confirmation(shop, confirmation)
     result = backups.restore(backup_folder(), name, actor=actor(), shop_name=shop,
                              key=recovery_key, accept_unsigned=accept_unsigned,
                              rename_clashes=rename_clashes)

@@ -32,7 +32,7 @@ from crm.services.backups.common import (
     clean_parts,
     maintenance_lock,
 )
-from crm.services.backups.restoring import check_later, restore
+from crm.services.backups.restoring import check_confirmation, check_later, restore
 from crm.services.backups.schedule import (
     is_due,
     last_daily,
@@ -44,7 +44,8 @@ from crm.services.backups.schedule import (
 
 __all__ = [
     "FORMAT", "KINDS", "NAME", "NOT_CARRIED", "PART_STALE_SECONDS", "TABLES", "BackupError",
-    "Checked", "_plain", "_process_lock", "check", "check_later", "clean_parts", "create",
+    "Checked", "_plain", "_process_lock", "check", "check_confirmation", "check_later",
+    "clean_parts", "create",
     "describe", "is_due", "last_daily", "last_slot", "list_backups", "maintenance_lock",
     "native_dump", "parse_time", "path_of", "read_manifest", "receive_upload", "restore",
     "rotate", "run_scheduled", "save_upload",

@@ -9,6 +9,7 @@ from pathlib import Path
 from peewee import IntegrityError
 
 from crm import db as crm_db
+from crm.errors import ValidationError
 from crm.models import (
     User,
 )
@@ -28,6 +29,14 @@ from crm.services.backups.common import (
     maintenance_lock,
 )
 from crm.services.backups.load import _from_database, _from_zip, _load
+
+
+def check_confirmation(shop_name, typed):
+    """A restore from a page or the API goes ahead only after the shop's name was typed (the
+    command line asks yes/no instead): it replaces every row the shop has."""
+    if (typed or "").strip() != shop_name:
+        raise ValidationError(f"请输入店名“{shop_name}”以确认恢复", code="confirmation_required",
+                              field="confirm")
 
 
 def restore(folder, name, actor=None, shop_name="", key=None, accept_unsigned=False,
