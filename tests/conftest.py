@@ -50,14 +50,34 @@ def pytest_generate_tests(metafunc):
         metafunc.parametrize("backend", names, indirect=True)
 
 
+def pytest_make_parametrize_id(config, val, argname):
+    """A file's bytes as a test id name their size only: the same on every collection (an .xlsx
+    made at collection carries its zip time, and the two workers must collect the same ids) and
+    short (17 MB of zeros was an id)."""
+    if isinstance(val, bytes):
+        return f"{argname}={len(val)}B"
+    return None
+
+
+def _backend_of(nodeid):
+    return next((b for b in BACKENDS if f"[{b}" in nodeid or f"-{b}]" in nodeid
+                 or f"-{b}-" in nodeid), "none")
+
+
+def pytest_collection_modifyitems(items):
+    """Two workers (pytest.ini: -n 2 --dist loadgroup), one database each: every MariaDB test
+    runs in one process, so the server-wide things (the maintenance lock, GET_LOCK, the restore
+    hold's timing) are never shared by two tests at once; SQLite's files are per test anyway."""
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(_backend_of(item.nodeid)))
+
+
 _outcomes = Counter()
 
 
 def pytest_runtest_logreport(report):
     if report.when == "call" or (report.when == "setup" and report.outcome != "passed"):
-        backend = next((b for b in BACKENDS if f"[{b}" in report.nodeid or f"-{b}]" in report.nodeid
-                        or f"-{b}-" in report.nodeid), "none")
-        _outcomes[(backend, report.outcome)] += 1
+        _outcomes[(_backend_of(report.nodeid), report.outcome)] += 1
 
 
 def pytest_terminal_summary(terminalreporter):
