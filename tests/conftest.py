@@ -64,12 +64,28 @@ def _backend_of(nodeid):
                  or f"-{b}-" in nodeid), "none")
 
 
+def _group_of(item):
+    """The worker group of a test: "mysql" for every test that reaches MariaDB (by its backend,
+    or by asking for the server itself: SQLite → MariaDB restores, the schema comparison), else
+    its backend. A test that reaches MariaDB some other way says so with its own
+    @pytest.mark.xdist_group("mysql")."""
+    marked = item.get_closest_marker("xdist_group")
+    if marked is not None:
+        return marked.args[0] if marked.args else marked.kwargs["name"]
+    if "mysql_server" in item.fixturenames:
+        return "mysql"
+    return _backend_of(item.nodeid)
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which turns the marks into groups
 def pytest_collection_modifyitems(items):
     """Two workers (pytest.ini: -n 2 --dist loadgroup), one database each: every MariaDB test
     runs in one process, so the server-wide things (the maintenance lock, GET_LOCK, the restore
-    hold's timing) are never shared by two tests at once; SQLite's files are per test anyway."""
+    hold's timing) are never shared by two tests at once; SQLite's files are per test anyway.
+    `mysql_server` checks it: a second worker reaching MariaDB fails at once."""
     for item in items:
-        item.add_marker(pytest.mark.xdist_group(_backend_of(item.nodeid)))
+        if item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(_group_of(item)))
 
 
 _outcomes = Counter()
@@ -148,15 +164,29 @@ def mysql_admin():
 
 @pytest.fixture(scope="session")
 def mysql_server():
-    """Confirm MariaDB answers, or skip (fail under CRM_REQUIRE_MYSQL=1)."""
+    """Confirm MariaDB answers, or skip (fail under CRM_REQUIRE_MYSQL=1). Under xdist the
+    worker holds a server-wide lock for its whole session: a test of another worker that reaches
+    MariaDB (grouped wrong) fails here instead of racing the MariaDB tests."""
     try:
-        mysql_admin().close()
+        admin = mysql_admin()
     except pymysql.MySQLError as error:
         message = f"MariaDB not reachable at {MYSQL_URL}: {error}"
         if os.environ.get("CRM_REQUIRE_MYSQL") == "1":
             pytest.fail(message)
         pytest.skip(message)
-    return MYSQL_URL
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker is None:
+        admin.close()
+        yield MYSQL_URL
+        return
+    with admin.cursor() as cursor:
+        cursor.execute("SELECT GET_LOCK('crm_test_mariadb_worker', 0)")
+        if cursor.fetchone()[0] != 1:
+            admin.close()
+            pytest.fail(f"a second pytest worker ({worker}) reached MariaDB: mark the test "
+                        '@pytest.mark.xdist_group("mysql") (tests/conftest.py::_group_of)')
+    yield MYSQL_URL
+    admin.close()  # the lock goes with the connection
 
 
 class ScratchDatabases:

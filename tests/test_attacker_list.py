@@ -377,6 +377,32 @@ def test_a_right_password_picked_as_a_deadlock_victim_still_gets_in(app, client,
     assert not LoginThrottle.select().where(LoginThrottle.username == "counter").exists()
 
 
+def test_a_login_that_stays_a_deadlock_victim_is_told_to_retry(app, client, make_user,
+                                                               monkeypatch):
+    """However often MySQL picks the throttle's statements as its deadlock victim, the retries
+    end: a 429 login_busy in Chinese, never a 503 or a hung request."""
+    from peewee import OperationalError
+
+    from crm.db import db
+    from crm.services import login_throttle
+
+    make_user("counter")
+    monkeypatch.setattr(login_throttle, "DEADLOCK_TRIES", 3)
+    real, victims = db.execute_sql, []
+
+    def execute_sql(sql, params=None, *args, **kwargs):
+        if sql.startswith("DELETE") and "login_throttle" in sql and "pending" not in sql:
+            victims.append(sql)  # the right password's delete (not the ended-windows sweep)
+            raise OperationalError(1213, "Deadlock found when trying to get lock")
+        return real(sql, params, *args, **kwargs)
+
+    monkeypatch.setattr(db.obj, "execute_sql", execute_sql)
+    answer = client.post("/api/v1/login", json={"username": "counter", "password": PASSWORD})
+    assert answer.status_code == 429, answer.get_json()
+    assert answer.get_json()["error"] == {"code": "login_busy", "message": "登录请求太多，请稍后再试"}
+    assert len(victims) == 3
+
+
 def test_right_passwords_arriving_together_do_not_lock_the_name(app, live_server, make_user,
                                                                monkeypatch):
     """Twenty devices logging in as one user at the same moment (after a restart, say) all get

@@ -116,7 +116,7 @@ def test_database_outage_gives_503_and_recovers(app, database_url, tmp_path):
 def test_a_busy_database_is_not_called_unreachable(app, client, api_token, error, monkeypatch):
     """A charge picked as MySQL's deadlock victim (or kept waiting past the lock timeout, or
     SQLite's lock held past busy_timeout) was answered "数据库暂时无法连接" — wrong, and it sent
-    the owner looking at cables. It is "系统繁忙 … 本次没有办理" (503 database_busy), nothing is
+    the owner looking at cables. It is "系统繁忙 … 本次操作未完成" (503 database_busy), nothing is
     booked, and the same request again goes through."""
     from peewee import OperationalError
 
@@ -139,7 +139,7 @@ def test_a_busy_database_is_not_called_unreachable(app, client, api_token, error
                          headers=headers)
     assert fired and answer.status_code == 503, answer.get_json()
     assert answer.get_json()["error"] == {
-        "code": "database_busy", "message": "系统繁忙：数据正被其他操作占用，本次没有办理，请稍后重试"}
+        "code": "database_busy", "message": "系统繁忙：数据正被其他操作占用，本次操作未完成，请稍后重试"}
     assert shop.card(card_id).money == 5000
     again = client.post(f"/api/v1/cards/{card_id}/consume", json={"amount": "10.00"},
                         headers=headers)

@@ -112,6 +112,7 @@ def test_every_text_column_is_binary_on_mariadb(app, backend):
     assert all(t[1] == binary for t in tables), tables
 
 
+@pytest.mark.xdist_group("mysql")  # both variants reach MariaDB (the [sqlite] one as its source)
 def test_a_sqlite_backup_with_case_variants_restores_into_mariadb(app, backend, scratch, tmp_path,
                                                                   request):
     """The documented SQLite → MySQL move (and back): a shop on the other database holding

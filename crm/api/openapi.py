@@ -50,7 +50,7 @@ def _refusals(declared, path_parameters):
         out["400"] = _error("请求体不是 JSON 对象，或缺少请求头")
     if declared.method != "GET":  # the restore hold (crm.services.hold), with Retry-After
         out["503"] = _error("正在恢复数据（restore_in_progress），请按 Retry-After 稍后重试；"
-                            "或数据正被其他操作占用（database_busy），本次没有办理，可稍后重试")
+                            "或数据正被其他操作占用（database_busy），本次操作未完成，可稍后重试")
     return out
 
 

@@ -52,33 +52,33 @@ DEADLOCK_TRIES = 50
 
 
 def _again_on_deadlock(work):
-    """Run work() until it is not MySQL's deadlock victim (1213): logins of one name arriving
-    together lock, delete and re-make its one row, and MySQL may pick any of them to roll back.
-    After DEADLOCK_TRIES a polite 429, never a 503."""
+    """Run work() until it neither is MySQL's deadlock victim (1213: logins of one name arriving
+    together lock, delete and re-make its one row, and MySQL may pick any of them to roll back)
+    nor returns None ("the row went meanwhile: again"). One budget of DEADLOCK_TRIES for both;
+    then a polite 429, never a 503."""
     for attempt in range(DEADLOCK_TRIES):
         try:
-            return work()
+            done = work()
         except OperationalError as error:
             if not (error.args and error.args[0] == 1213):
                 raise
             time.sleep(0.005 * (attempt + 1))
+            continue
+        if done is not None:
+            return done
     raise AuthError("登录请求太多，请稍后再试", code="login_busy", status=429)
 
 
 def _with_throttle_row(name, change):
-    """Run change(row) in one transaction on the name's locked throttle row (retried when MySQL
-    picks it as a deadlock victim)."""
+    """Run change(row) in one transaction on the name's locked throttle row; again when MySQL
+    picks it as a deadlock victim, or when a right password removed the row meanwhile."""
     def once():
         _ensure_throttle_row(name)
         with db.atomic():
             row = _locked_throttle_row(name)
             return None if row is None else (change(row),)
 
-    for _ in range(DEADLOCK_TRIES):  # None: a right password removed the row meanwhile
-        done = _again_on_deadlock(once)
-        if done is not None:
-            return done[0]
-    raise AuthError("登录请求太多，请稍后再试", code="login_busy", status=429)
+    return _again_on_deadlock(once)[0]
 
 
 STALE_CHECK_SECONDS = 30  # a check in flight longer than this died with its process
@@ -192,6 +192,7 @@ def forget_attempts(name):
     picks the delete as a deadlock victim of logins of the same name arriving together). Call
     it outside any transaction: MySQL's deadlock rolls back the whole transaction, and only the
     delete would be run again."""
+    assert not db.in_transaction(), "forget_attempts inside a transaction"
     _again_on_deadlock(
         lambda: LoginThrottle.delete().where(LoginThrottle.username == name).execute())
 

@@ -138,7 +138,7 @@ def init_app(app):
         g._login_user = login_manager.anonymous_user()
         if is_busy(error):
             app.logger.warning("database busy: %s", error)
-            return error_response("系统繁忙：数据正被其他操作占用，本次没有办理，请稍后重试", 503,
+            return error_response("系统繁忙：数据正被其他操作占用，本次操作未完成，请稍后重试", 503,
                                   "database_busy")
         app.logger.exception("database error")
         return error_response("数据库暂时无法连接，请稍后刷新重试", 503, "database_unavailable")
