@@ -24,6 +24,27 @@ def test_the_api_does_not_import_the_web_package():
     assert found == []
 
 
+def test_pages_take_the_request_helpers_from_crm_http_itself():
+    """Each page module imports the shared request helpers from crm.http, where they live, and
+    takes from crm.web only what crm.web defines (flash_error …): no helper reaches the pages by
+    two roads, and crm.web re-exports nothing."""
+    package = Path(PROJECT_ROOT, "crm", "web", "__init__.py")
+    tree = ast.parse(package.read_text(encoding="utf-8"))
+    defined = {node.name for node in tree.body
+               if isinstance(node, ast.FunctionDef | ast.ClassDef)}
+    defined |= {target.id for node in tree.body if isinstance(node, ast.Assign)
+                for target in node.targets if isinstance(target, ast.Name)}
+    modules = {path.stem for path in package.parent.glob("*.py")}  # the page modules
+    borrowed = []
+    for path in sorted(package.parent.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module == "crm.web":
+                borrowed += [(path.name, a.name) for a in node.names
+                             if a.name not in defined | modules]
+    assert borrowed == []
+    assert "noqa: F401" not in package.read_text(encoding="utf-8")
+
+
 def test_the_launcher_does_not_import_the_command_line():
     """crm.cli imports crm.launcher for `crm run`; the launcher never imports crm.cli back (the
     double-click's entry that needs both is crm.start)."""

@@ -8,22 +8,7 @@ from peewee import InterfaceError, OperationalError
 
 from crm.db import is_busy
 from crm.errors import CrmError, Unavailable
-from crm.http import (  # noqa: F401 — the pages' modules take these from here
-    XLSX,
-    IdConverter,
-    actor,
-    admin_required,
-    authorize_view,
-    client_ip,
-    closing_args,
-    csrf,
-    int_arg,
-    int_form,
-    is_api_request,
-    login_manager,
-    period_arg,
-    requires,
-)
+from crm.http import XLSX, actor, csrf, is_api_request, login_manager
 from crm.money import format_fen, format_yuan
 from crm.services import audit, hold, page_window
 from crm.services import users as user_service

@@ -2,10 +2,11 @@
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 
 from crm.errors import CrmError
+from crm.http import actor, admin_required, int_arg, period_arg
 from crm.models import User
 from crm.services import audit_text, paging
 from crm.services import users as user_service
-from crm.web import actor, admin_required, flash_error, int_arg, period_arg
+from crm.web import flash_error
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 

@@ -15,8 +15,9 @@ from flask import (
 from flask_login import current_user, login_user, logout_user
 
 from crm.errors import CrmError, ValidationError
+from crm.http import actor, client_ip
 from crm.services import users as user_service
-from crm.web import actor, client_ip, flash_error
+from crm.web import flash_error
 
 bp = Blueprint("auth", __name__)
 

@@ -11,10 +11,17 @@ from flask import (
 )
 
 from crm.errors import CrmError
-from crm.http import backup_file, backup_folder, received_upload, restore_with_confirmation
+from crm.http import (
+    actor,
+    admin_required,
+    backup_file,
+    backup_folder,
+    received_upload,
+    restore_with_confirmation,
+)
 from crm.services import audit, backups, ledger
 from crm.services import users as user_service
-from crm.web import actor, admin_required, flash_error
+from crm.web import flash_error
 
 bp = Blueprint("backups", __name__, url_prefix="/admin/backups")
 

@@ -4,10 +4,10 @@ from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
 from crm.errors import CrmError
-from crm.http import receipt_file
+from crm.http import actor, admin_required, int_arg, int_form, receipt_file, requires
 from crm.money import format_yuan, parse_amount, parse_optional, typed
 from crm.services import cards, ledger, receipts, recharge_rules
-from crm.web import actor, admin_required, flash_error, int_arg, int_form, requires
+from crm.web import flash_error
 
 bp = Blueprint("cards", __name__)
 

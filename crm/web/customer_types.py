@@ -2,8 +2,9 @@
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 
 from crm.errors import CrmError
+from crm.http import actor, admin_required
 from crm.services import customer_types
-from crm.web import actor, admin_required, flash_error
+from crm.web import flash_error
 
 bp = Blueprint("customer_types", __name__, url_prefix="/customer-types")
 

@@ -4,9 +4,9 @@ from pathlib import Path
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 
 from crm.errors import CrmError
-from crm.http import customer_list_file, import_template_file, uploaded_file
+from crm.http import actor, customer_list_file, import_template_file, int_form, requires, uploaded_file
 from crm.services import cards, customer_import, customers, ledger
-from crm.web import actor, flash_error, int_form, requires
+from crm.web import flash_error
 
 bp = Blueprint("customers", __name__, url_prefix="/customers")
 

@@ -3,11 +3,19 @@
 from flask import Blueprint, render_template, request
 
 from crm import clock
-from crm.http import chart_file, closing_file, statement_file, statement_period
+from crm.http import (
+    chart_file,
+    closing_args,
+    closing_file,
+    int_arg,
+    period_arg,
+    requires,
+    statement_file,
+    statement_period,
+)
 from crm.models import User
 from crm.money import format_fen
 from crm.services import cards, ledger, statement_export, statements, stats
-from crm.web import closing_args, int_arg, period_arg, requires
 
 bp = Blueprint("reports", __name__)
 
