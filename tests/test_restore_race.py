@@ -85,13 +85,28 @@ def test_restore_while_charging_loses_nothing_confirmed(app):
                 with lock:
                     answers.append((request_key, status, headers.get("Retry-After"), body, took))
 
+        def confirmed_since(start):
+            """Wait (up to 60 s) until three charges answered after answers[start] are 201s: on a
+            slow or busy machine a fixed second was sometimes not enough (CI: "the race did not
+            happen" — no charge confirmed after the restore yet)."""
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                with lock:
+                    if sum(a[1] == 201 for a in answers[start:]) >= 3:
+                        return
+                time.sleep(0.05)
+
         threads = [threading.Thread(target=charge, args=(c,)) for c in card_ids]
         for t in threads:
             t.start()
-        time.sleep(1.0)
+        confirmed_since(0)  # charges are going through before the restore starts
+        time.sleep(0.5)
         status, _, restored, _ = call(f"{base}/api/v1/backups/{made['name']}/restore",
                                       {"confirm": "我的小店"}, admin)
-        time.sleep(1.0)  # charges go on after the restore, on the restored cards
+        with lock:
+            answered_before = len(answers)
+        confirmed_since(answered_before)  # and again after it, on the restored cards
+        time.sleep(0.5)
         stop.set()
         for t in threads:
             t.join(timeout=120)
