@@ -159,7 +159,8 @@ def is_mysql(database=None):
     return isinstance(target, CrmMySQLDatabase)
 
 
-BUSY_CODES = (1205, 1213)  # MySQL: lock wait timeout, deadlock victim
+LOCK_WAIT_TIMEOUT, DEADLOCK = 1205, 1213  # MySQL's error codes of a busy database
+BUSY_CODES = (LOCK_WAIT_TIMEOUT, DEADLOCK)
 
 
 def is_busy(error):

@@ -17,7 +17,7 @@ from tests.conftest import PASSWORD
 from tests.ledger_helpers import key, make_shop
 from tests.test_browser import log_in
 from tests.test_customer_import import sheet_bytes
-from tests.test_search_index import _expected_index, _found, _index_rows
+from tests.test_search_index import _expected_index, _found, _index_rows, shop_before
 
 
 def _second_customer(shop, name="李四", phone="13900139000"):
@@ -154,21 +154,11 @@ def test_the_upgrade_indexes_the_cards_already_there(scratch):
     """A shop upgraded from before card numbers were searchable finds its cards at once."""
     database = crm_db.database_from_url(scratch.url("sqlite"))
     try:
-        from playhouse.migrations import Runner
-
-        runner = Runner(database, str(crm_db.MIGRATIONS_DIR), table_name=crm_db.SCHEMA_TABLE)
-        with database.connection_context():
-            runner.up(target="0012_login_pending")
-            database.execute_sql(
-                "INSERT INTO t_customer (customer_no, name, gender, phone, address, remark, "
-                "archived, created_at, updated_at, search_text) VALUES ('000001', '老顾客', '男', "
-                "'13800001234', '', '', 0, '2025-01-01 10:00:00', '2025-01-01 10:00:00', "
-                "'老顾客|13800001234|000001')")
-            database.execute_sql(
-                "INSERT INTO t_card (card_no, customer_id, status, money, paid_money, "
-                "bonus_money, entry_count, chain_head, remark, owner_seal, created_at, "
-                "updated_at) VALUES ('OLD-4321', 1, 'active', 0, 0, 0, 0, '', '', '', "
-                "'2025-01-01 10:00:00', '2025-01-01 10:00:00')")
+        shop_before(database, "0012_login_pending",
+                    "INSERT INTO t_card (card_no, customer_id, status, money, paid_money, "
+                    "bonus_money, entry_count, chain_head, remark, owner_seal, created_at, "
+                    "updated_at) VALUES ('OLD-4321', 1, 'active', 0, 0, 0, 0, '', '', '', "
+                    "'2025-01-01 10:00:00', '2025-01-01 10:00:00')")
         assert crm_db.migrate(database)[0] == "0013_card_numbers_searchable"
         with database.connection_context(), database.bind_ctx([Customer, CustomerGram, Card]):
             for q in ("OLD-4321", "old-43", "4321"):

@@ -135,21 +135,29 @@ def test_import_demo_and_restore_keep_the_index(app):
     assert _index_rows(shop) == _expected_index(shop)
 
 
+def shop_before(database, migration, *statements):
+    """`database` migrated up to `migration` only, holding one customer (老顾客, 13800001234,
+    000001) as that version stored it, plus `statements` run after it: a shop about to upgrade."""
+    from playhouse.migrations import Runner
+
+    runner = Runner(database, str(crm_db.MIGRATIONS_DIR), table_name=crm_db.SCHEMA_TABLE)
+    with database.connection_context():
+        runner.up(target=migration)
+        database.execute_sql(
+            "INSERT INTO t_customer (customer_no, name, gender, phone, address, remark, "
+            "archived, created_at, updated_at, search_text) VALUES ('000001', '老顾客', '男', "
+            "'13800001234', '', '', 0, '2025-01-01 10:00:00', '2025-01-01 10:00:00', "
+            "'老顾客|13800001234|000001')")
+        for statement in statements:
+            database.execute_sql(statement)
+
+
 @pytest.mark.backends("sqlite")
 def test_migration_indexes_the_customers_already_there(scratch):
     """A shop upgraded from the version before the index: its customers are found at once."""
     database = crm_db.database_from_url(scratch.url("sqlite"))
     try:
-        from playhouse.migrations import Runner
-
-        runner = Runner(database, str(crm_db.MIGRATIONS_DIR), table_name=crm_db.SCHEMA_TABLE)
-        with database.connection_context():
-            runner.up(target="0007_fewer_indexes")
-            database.execute_sql(
-                "INSERT INTO t_customer (customer_no, name, gender, phone, address, remark, "
-                "archived, created_at, updated_at, search_text) VALUES ('000001', '老顾客', '男', "
-                "'13800001234', '', '', 0, '2025-01-01 10:00:00', '2025-01-01 10:00:00', "
-                "'老顾客|13800001234|000001')")
+        shop_before(database, "0007_fewer_indexes")
         assert crm_db.migrate(database)[0] == "0008_customer_grams"
         with database.connection_context(), database.bind_ctx([Customer, CustomerGram]):
             for q in ("顾客", "1234", "000001"):

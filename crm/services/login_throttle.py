@@ -9,7 +9,7 @@ import time
 from peewee import IntegrityError, OperationalError
 
 from crm.clock import now
-from crm.db import db
+from crm.db import DEADLOCK, db
 from crm.errors import AuthError, Forbidden
 from crm.models import LoginThrottle
 
@@ -60,7 +60,7 @@ def _again_on_deadlock(work):
         try:
             done = work()
         except OperationalError as error:
-            if not (error.args and error.args[0] == 1213):
+            if not (error.args and error.args[0] == DEADLOCK):
                 raise
             time.sleep(0.005 * (attempt + 1))
             continue

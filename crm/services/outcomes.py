@@ -39,9 +39,6 @@ class CardOutcome:
         data = {k: v for k, v in json.loads(text).items() if k in known}
         return cls(**{**data, **changes})
 
-    def again(self, replayed):
-        return dataclasses.replace(self, replayed=replayed)
-
 
 @dataclass(frozen=True, kw_only=True)
 class Posted(CardOutcome):
