@@ -72,3 +72,27 @@ def fresh_app(url):
     database = app.extensions["crm_db"]
     crm_db.migrate(database)
     return app, database
+
+
+def size_args(doc, database_name):
+    """The command line of a bench on a filled shop: --url (a bench database, dropped and made
+    again), --customers, --entries."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--url", default=f"mysql://root@127.0.0.1:3306/{database_name}")
+    parser.add_argument("--customers", type=int, default=100_000)
+    parser.add_argument("--entries", type=int, default=1_000_000)
+    return parser.parse_args()
+
+
+def fill(database, admin, args):
+    """Fill the bench shop with args.customers customers and args.entries entries (by `admin`),
+    saying how long it took."""
+    from crm.services import demo
+
+    started = time.perf_counter()
+    made = demo.seed_bulk(database, admin, customers=args.customers, entries=args.entries)
+    print(f"filled {args.customers} customers and {made} entries in "
+          f"{time.perf_counter() - started:.0f} s")
+    return made

@@ -8,32 +8,24 @@ times a backup (the dump, then the read-back check: a restore into a scratch SQL
 the verification of every chain) and a restore of it (its check, the safety backup of the current
 data with its own check, the replacement in one transaction, the final ledger verification).
 """
-import argparse
 import time
 from pathlib import Path
 
-from _common import fresh_app, machine
+from _common import fill, fresh_app, machine, size_args
 
 from crm import db as crm_db  # noqa: E402
-from crm.services import Actor, backups, demo  # noqa: E402
+from crm.services import Actor, backups  # noqa: E402
 from crm.services import users as user_service  # noqa: E402
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--url", default="mysql://root@127.0.0.1:3306/crm_bench_backup")
-    parser.add_argument("--customers", type=int, default=100_000)
-    parser.add_argument("--entries", type=int, default=1_000_000)
-    args = parser.parse_args()
+    args = size_args(__doc__, "crm_bench_backup")
     app, database = fresh_app(args.url)
     folder = Path(app.config["BACKUP_DIR"])
     with app.app_context(), database.connection_context():
         print(machine(database))
         boss = user_service.create_user(Actor(), "bench", "bench-password-1", role="admin")
-        started = time.perf_counter()
-        made = demo.seed_bulk(database, boss, customers=args.customers, entries=args.entries)
-        print(f"filled {args.customers} customers and {made} entries in "
-              f"{time.perf_counter() - started:.0f} s")
+        fill(database, boss, args)
 
         started = time.perf_counter()
         info = backups.create(folder, "manual", "压测小店", None)

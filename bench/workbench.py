@@ -9,35 +9,25 @@ side: today's figures (the service), the whole home page for an operator and for
 page also shows what needs attention), and, as the baseline in the same process, the whole
 monitoring status the admin's home page ran on every visit before (issue 19.2).
 """
-import argparse
-import time
 
-from _common import fresh_app, logged_in, machine, timed
+from _common import fill, fresh_app, logged_in, machine, size_args, timed
 
 from crm import db as crm_db  # noqa: E402
 from crm.models import CardRecord  # noqa: E402
-from crm.services import Actor, demo, monitor, workbench  # noqa: E402
+from crm.services import Actor, monitor, workbench  # noqa: E402
 from crm.services import users as user_service  # noqa: E402
 
 PASSWORD = "bench-password-1"
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--url", default="mysql://root@127.0.0.1:3306/crm_bench_workbench")
-    parser.add_argument("--customers", type=int, default=100_000)
-    parser.add_argument("--entries", type=int, default=1_000_000)
-    args = parser.parse_args()
-
+    args = size_args(__doc__, "crm_bench_workbench")
     app, database = fresh_app(args.url)
     with app.app_context(), database.connection_context():
         print(machine(database))
         boss = user_service.create_user(Actor(), "boss", PASSWORD, role="admin")
         user_service.create_user(Actor(), "ann", PASSWORD)
-        started = time.perf_counter()
-        made = demo.seed_bulk(database, boss, customers=args.customers, entries=args.entries)
-        print(f"filled {args.customers} customers and {made} entries in "
-              f"{time.perf_counter() - started:.0f} s")
+        fill(database, boss, args)
         mine = workbench.today(boss.id)
         print(f"today: {mine.recharges} recharges, {mine.consumptions} consumptions "
               f"(of {CardRecord.select().count()} entries)")
